@@ -1,0 +1,82 @@
+//! `meilab study import`: a study from stimuli made elsewhere, in the IMI dataset's folder layouts.
+
+use std::path::PathBuf;
+
+use anyhow::Context;
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+
+use crate::config::Settings;
+use crate::db::Database;
+use crate::stimuli::store::ImageStore;
+use crate::stimuli::{imi, TrialKind};
+use crate::study::{self, StudyConfig};
+
+#[derive(Debug, clap::Args)]
+pub struct ImportArgs {
+    /// The folder: trial folders (index.json + trials/) or exemplar folders (<layer>/channel_<u>/natural_images/)
+    pub folder: PathBuf,
+    /// The new study's URL name (lowercase letters, digits, '-')
+    #[arg(long)]
+    pub slug: String,
+    /// The study's title [default: the slug]
+    #[arg(long)]
+    pub title: Option<String>,
+    /// The network the stimuli come from (trial folders do not name it)
+    #[arg(long, default_value = "imported")]
+    pub model: String,
+    /// A JSON file with the study configuration [default: IMI defaults]
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+    /// Catch trials to build, one per main trial, at most
+    #[arg(long, default_value_t = 20)]
+    pub catch_trials: usize,
+    /// Practice trials to build (obvious ones, from the first units)
+    #[arg(long, default_value_t = 3)]
+    pub practice_trials: usize,
+    /// Open the study to participants right away (otherwise it is a draft)
+    #[arg(long)]
+    pub activate: bool,
+}
+
+pub async fn run(settings: Settings, args: ImportArgs) -> anyhow::Result<()> {
+    let config = match &args.config {
+        Some(path) => {
+            let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+            let value = serde_json::from_str(&text).with_context(|| format!("{} is not JSON", path.display()))?;
+            StudyConfig::from_json(value).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?
+        }
+        None => StudyConfig::default(),
+    };
+    let store = ImageStore::new(settings.data_dir.join("images"));
+    let (folder, model) = (args.folder.clone(), args.model.clone());
+    let mut imported = tokio::task::spawn_blocking(move || imi::import(&folder, &model, &store)).await??;
+    let mut rng = ChaCha8Rng::seed_from_u64(config.seed);
+    imported.set.add_obvious_trials(TrialKind::Catch, args.catch_trials, &mut rng);
+    imported.set.add_obvious_trials(TrialKind::Practice, args.practice_trials, &mut rng);
+
+    let database = Database::open(&settings).await?;
+    let result = async {
+        let mut tx = database.pool.begin().await?;
+        let status = if args.activate { "active" } else { "draft" };
+        let title = args.title.as_deref().unwrap_or(&args.slug);
+        study::create(&mut tx, &args.slug, title, status, &config, &imported.set).await?;
+        tx.commit().await?;
+        let set = &imported.set;
+        println!(
+            "imported {:?} from {}: study {} ({status}) with {} units, {} main, {} catch and {} practice trials, {} images",
+            imported.layout,
+            args.folder.display(),
+            args.slug,
+            set.units.len(),
+            set.count(TrialKind::Main),
+            set.count(TrialKind::Catch),
+            set.count(TrialKind::Practice),
+            set.images.len()
+        );
+        anyhow::Ok(())
+    }
+    .await;
+    database.close().await;
+    result
+}

@@ -1,0 +1,79 @@
+//! The `meilab` command line.
+
+mod demo;
+mod import;
+mod serve;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+use crate::config::Settings;
+
+#[derive(Debug, Parser)]
+#[command(name = "meilab", version, about = "Crowdsourced psychophysics for neural-network interpretability")]
+pub struct Cli {
+    /// Address the server listens on [default: 127.0.0.1:8080; env MEILAB_BIND]
+    #[arg(long, global = true, value_name = "HOST:PORT")]
+    bind: Option<String>,
+    /// Images, weights, caches and the private database [default: ./meilab-data; env MEILAB_DATA_DIR]
+    #[arg(long, global = true, value_name = "DIR")]
+    data_dir: Option<PathBuf>,
+    /// A TOML configuration file [default: ./meilab.toml if present]
+    #[arg(long, global = true, value_name = "FILE")]
+    config: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// A working study on localhost with no configuration: database, stimuli, server, participant link.
+    Demo,
+    /// Run the server.
+    Serve,
+    /// Apply the database migrations.
+    Migrate,
+    /// Manage studies.
+    #[command(subcommand)]
+    Study(StudyCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum StudyCommand {
+    /// Create a study from stimuli in an IMI dataset folder layout (trial folders or exemplar folders).
+    Import(import::ImportArgs),
+}
+
+impl Cli {
+    pub fn run(self) -> ExitCode {
+        match self.execute() {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(error) => {
+                eprintln!("error: {error:#}");
+                ExitCode::FAILURE
+            }
+        }
+    }
+
+    fn execute(self) -> anyhow::Result<()> {
+        let mut settings = Settings::load(self.config.as_deref())?;
+        if let Some(bind) = self.bind {
+            settings.bind = bind;
+        }
+        if let Some(dir) = self.data_dir {
+            settings.data_dir = dir;
+        }
+        crate::telemetry::init(settings.log_format == "json");
+        let runtime = tokio::runtime::Runtime::new()?;
+        runtime.block_on(async move {
+            match self.command {
+                Command::Demo => demo::run(settings).await,
+                Command::Serve => serve::run(settings).await,
+                Command::Migrate => serve::migrate_only(settings).await,
+                Command::Study(StudyCommand::Import(args)) => import::run(settings, args).await,
+            }
+        })
+    }
+}

@@ -1,0 +1,35 @@
+use std::net::TcpListener;
+
+use anyhow::Context;
+
+use crate::config::Settings;
+use crate::db::Database;
+use crate::stimuli::store::ImageStore;
+use crate::web::{self, AppState};
+
+pub async fn run(settings: Settings) -> anyhow::Result<()> {
+    let database = Database::open(&settings).await?;
+    let result = serve_until_stopped(&settings, &database).await;
+    database.close().await;
+    result
+}
+
+pub async fn migrate_only(settings: Settings) -> anyhow::Result<()> {
+    let database = Database::open(&settings).await?;
+    println!("database is up to date");
+    database.close().await;
+    Ok(())
+}
+
+/// Serves until SIGINT / SIGTERM, then drains requests in flight.
+pub(super) async fn serve_until_stopped(settings: &Settings, database: &Database) -> anyhow::Result<()> {
+    let listener = TcpListener::bind(&settings.bind)
+        .with_context(|| format!("cannot listen on {} (in use? choose another with --bind)", settings.bind))?;
+    let state = AppState {
+        pool: database.pool.clone(),
+        store: ImageStore::new(settings.data_dir.join("images")),
+    };
+    let server = web::serve(listener, state)?;
+    tracing::info!(url = %settings.public_url(), "serving");
+    server.await.context("server failed")
+}

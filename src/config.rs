@@ -1,0 +1,53 @@
+//! Settings: defaults, then an optional TOML file, then `MEILAB_*` variables and `DATABASE_URL`,
+//! then command-line flags.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+use secrecy::SecretString;
+use serde::Deserialize;
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct Settings {
+    /// Address the HTTP server listens on (default `127.0.0.1:8080`).
+    pub bind: String,
+    /// Images, weights, caches and the private database (default `./meilab-data`).
+    pub data_dir: PathBuf,
+    /// An existing PostgreSQL database; without it a private cluster runs under `data_dir`.
+    pub database_url: Option<SecretString>,
+    /// Base URL printed in links (default `http://<bind>`).
+    pub public_url: Option<String>,
+    /// Database connections per process (default 16).
+    pub db_pool_size: u32,
+    /// `text` (default) or `json` logs.
+    pub log_format: String,
+}
+
+impl Settings {
+    /// `file`: an explicit config file (must exist); otherwise `meilab.toml` is read if present.
+    pub fn load(file: Option<&Path>) -> anyhow::Result<Self> {
+        let mut builder = config::Config::builder()
+            .set_default("bind", "127.0.0.1:8080")?
+            .set_default("data_dir", "./meilab-data")?
+            .set_default("db_pool_size", 16)?
+            .set_default("log_format", "text")?;
+        builder = match file {
+            Some(path) => builder.add_source(config::File::from(path).required(true)),
+            None => builder.add_source(config::File::with_name("meilab.toml").required(false)),
+        };
+        builder = builder
+            .add_source(config::Environment::with_prefix("MEILAB").try_parsing(true))
+            .set_override_option("database_url", std::env::var("DATABASE_URL").ok())?;
+        builder
+            .build()
+            .and_then(|c| c.try_deserialize())
+            .context("invalid configuration")
+    }
+
+    pub fn public_url(&self) -> String {
+        match &self.public_url {
+            Some(url) => url.trim_end_matches('/').to_string(),
+            None => format!("http://{}", self.bind),
+        }
+    }
+}

@@ -1,0 +1,97 @@
+use sqlx::types::Json;
+use sqlx::PgConnection;
+
+use crate::study::StudyConfig;
+
+#[derive(Debug, Clone)]
+pub struct Study {
+    pub id: i64,
+    pub slug: String,
+    pub title: String,
+    pub status: String,
+    pub config: StudyConfig,
+}
+
+pub async fn insert(
+    conn: &mut PgConnection,
+    slug: &str,
+    title: &str,
+    status: &str,
+    config: &StudyConfig,
+) -> sqlx::Result<i64> {
+    sqlx::query_scalar!(
+        "INSERT INTO studies (slug, title, status, config) VALUES ($1, $2, $3, $4) RETURNING id",
+        slug,
+        title,
+        status,
+        Json(config) as _
+    )
+    .fetch_one(conn)
+    .await
+}
+
+/// The study, its configuration validated on load.
+pub async fn by_slug(conn: &mut PgConnection, slug: &str) -> anyhow::Result<Option<Study>> {
+    let row = sqlx::query_as!(
+        StudyRow,
+        r#"SELECT id, slug, title, status, config AS "config: Json<serde_json::Value>"
+           FROM studies WHERE slug = $1"#,
+        slug
+    )
+    .fetch_optional(conn)
+    .await?;
+    row.map(StudyRow::into_study).transpose()
+}
+
+pub async fn by_study_id(conn: &mut PgConnection, id: i64) -> anyhow::Result<Option<Study>> {
+    let row = sqlx::query_as!(
+        StudyRow,
+        r#"SELECT id, slug, title, status, config AS "config: Json<serde_json::Value>"
+           FROM studies WHERE id = $1"#,
+        id
+    )
+    .fetch_optional(conn)
+    .await?;
+    row.map(StudyRow::into_study).transpose()
+}
+
+struct StudyRow {
+    id: i64,
+    slug: String,
+    title: String,
+    status: String,
+    config: Json<serde_json::Value>,
+}
+
+impl StudyRow {
+    fn into_study(self) -> anyhow::Result<Study> {
+        let config = StudyConfig::from_json(self.config.0)
+            .map_err(|e| anyhow::anyhow!("study {} has an invalid configuration: {e}", self.slug))?;
+        Ok(Study {
+            id: self.id,
+            slug: self.slug,
+            title: self.title,
+            status: self.status,
+            config,
+        })
+    }
+}
+
+/// Serialises the scheduling of new sessions of one study.
+pub async fn lock(conn: &mut PgConnection, study_id: i64) -> sqlx::Result<()> {
+    sqlx::query!("SELECT id FROM studies WHERE id = $1 FOR UPDATE", study_id)
+        .fetch_one(conn)
+        .await
+        .map(|_| ())
+}
+
+pub async fn set_status(conn: &mut PgConnection, study_id: i64, status: &str) -> sqlx::Result<()> {
+    sqlx::query!(
+        "UPDATE studies SET status = $2, updated_at = now() WHERE id = $1",
+        study_id,
+        status
+    )
+    .execute(conn)
+    .await
+    .map(|_| ())
+}

@@ -1,0 +1,123 @@
+//! The application error: every failure a request can meet, mapped to one HTTP status.
+
+use actix_web::{http::StatusCode, HttpResponse, ResponseError};
+use serde::Serialize;
+
+#[derive(Debug, thiserror::Error)]
+pub enum AppError {
+    /// Malformed input: bad JSON, wrong types, bad path segments.
+    #[error("{0}")]
+    BadRequest(String),
+    /// Well-formed input that breaks a rule (out of range, wrong stage).
+    #[error("{message}")]
+    Validation { code: &'static str, message: String },
+    #[error("{0}")]
+    NotFound(String),
+    #[error("{message}")]
+    Conflict { code: &'static str, message: String },
+    #[error("authentication required")]
+    Unauthorized,
+    #[error("not allowed")]
+    Forbidden,
+    /// The database cannot be reached: the client should retry.
+    #[error("service temporarily unavailable")]
+    Unavailable,
+    #[error(transparent)]
+    Internal(anyhow::Error),
+}
+
+impl AppError {
+    pub fn conflict(code: &'static str, message: impl Into<String>) -> Self {
+        Self::Conflict {
+            code,
+            message: message.into(),
+        }
+    }
+
+    pub fn invalid(code: &'static str, message: impl Into<String>) -> Self {
+        Self::Validation {
+            code,
+            message: message.into(),
+        }
+    }
+
+    pub fn code(&self) -> &'static str {
+        match self {
+            Self::BadRequest(_) => "bad_request",
+            Self::Validation { code, .. } | Self::Conflict { code, .. } => code,
+            Self::NotFound(_) => "not_found",
+            Self::Unauthorized => "unauthorized",
+            Self::Forbidden => "forbidden",
+            Self::Unavailable => "unavailable",
+            Self::Internal(_) => "internal",
+        }
+    }
+}
+
+impl From<sqlx::Error> for AppError {
+    fn from(error: sqlx::Error) -> Self {
+        match error {
+            sqlx::Error::RowNotFound => Self::NotFound("not found".into()),
+            sqlx::Error::PoolTimedOut | sqlx::Error::Io(_) | sqlx::Error::PoolClosed => {
+                Self::Unavailable
+            }
+            sqlx::Error::Database(ref db) if is_connection_loss(db.code().as_deref()) => {
+                Self::Unavailable
+            }
+            other => Self::Internal(other.into()),
+        }
+    }
+}
+
+/// SQLSTATE class 08 (connection) and 57P0x (server shutting down / restarting).
+fn is_connection_loss(code: Option<&str>) -> bool {
+    code.is_some_and(|c| c.starts_with("08") || c.starts_with("57P0"))
+}
+
+impl From<anyhow::Error> for AppError {
+    fn from(error: anyhow::Error) -> Self {
+        match error.downcast::<sqlx::Error>() {
+            Ok(sql) => sql.into(),
+            Err(other) => Self::Internal(other),
+        }
+    }
+}
+
+#[derive(Serialize)]
+struct ErrorBody<'a> {
+    error: &'a str,
+    message: String,
+}
+
+impl ResponseError for AppError {
+    fn status_code(&self) -> StatusCode {
+        match self {
+            Self::BadRequest(_) => StatusCode::BAD_REQUEST,
+            Self::Validation { .. } => StatusCode::UNPROCESSABLE_ENTITY,
+            Self::NotFound(_) => StatusCode::NOT_FOUND,
+            Self::Conflict { .. } => StatusCode::CONFLICT,
+            Self::Unauthorized => StatusCode::UNAUTHORIZED,
+            Self::Forbidden => StatusCode::FORBIDDEN,
+            Self::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        let message = match self {
+            Self::Internal(cause) => {
+                tracing::error!(error = format!("{cause:#}"), "internal error");
+                "internal error".to_string()
+            }
+            other => other.to_string(),
+        };
+        let mut response = HttpResponse::build(self.status_code());
+        if matches!(self, Self::Unavailable) {
+            response.insert_header(("Retry-After", "2"));
+        }
+        response.json(ErrorBody {
+            error: self.code(),
+            message,
+        })
+    }
+}

@@ -1,0 +1,421 @@
+//! A participant's path through a session: consent -> instructions -> practice -> trials -> debrief ->
+//! complete. Every function runs inside the caller's transaction; the session row is locked while an
+//! answer is taken, so retries and concurrent requests of one participant are handled one at a time.
+
+use chrono::{DateTime, Utc};
+use rand::Rng;
+use serde::{Deserialize, Serialize};
+use sqlx::PgConnection;
+use uuid::Uuid;
+
+use crate::db::{self, sessions::Session, studies::Study};
+use crate::error::AppError;
+use crate::stimuli::TrialKind;
+use crate::study::recruit::Source;
+use crate::study::schedule::{self, practice_round, session_schedule};
+
+pub mod stage {
+    pub const CONSENT: &str = "consent";
+    pub const INSTRUCTIONS: &str = "instructions";
+    pub const PRACTICE: &str = "practice";
+    pub const TRIALS: &str = "trials";
+    pub const DEBRIEF: &str = "debrief";
+    pub const COMPLETE: &str = "complete";
+}
+
+const MAX_FEEDBACK_LEN: usize = 5000;
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NewSession {
+    pub external_id: Option<String>,
+    pub source: Option<Source>,
+    #[serde(default)]
+    pub params: serde_json::Map<String, serde_json::Value>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Started {
+    pub token: String,
+    pub stage: String,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct SessionState {
+    pub stage: String,
+    pub answered: i64,
+    pub total: i32,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub completion_code: Option<String>,
+}
+
+/// What the page needs to show one trial. Queries are in the stored order; nothing says which is which.
+#[derive(Debug, Clone, Serialize)]
+pub struct TrialView {
+    pub position: i32,
+    pub kind: &'static str,
+    pub min_refs: Vec<String>,
+    pub max_refs: Vec<String>,
+    pub queries: [String; 2],
+    pub lock_ms: i64,
+    pub max_side: &'static str,
+    pub answered: i64,
+    pub total: i32,
+    pub attempt: i32,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Answer {
+    pub response_id: Uuid,
+    pub position: i32,
+    pub chosen: i64,
+    pub confidence: i64,
+    pub rt_ms: i64,
+    pub client_ts: Option<DateTime<Utc>>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Reply {
+    pub correct: Option<bool>,
+    pub next_position: Option<i32>,
+    pub stage: String,
+    pub practice_round: Option<PracticeRound>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PracticeRound {
+    pub attempt: i32,
+    pub all_correct: bool,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Completion {
+    pub completion_code: String,
+    pub redirect_url: Option<String>,
+}
+
+/// Starts a session, or resumes the one of the same external id; `true` when new.
+pub async fn start(conn: &mut PgConnection, slug: &str, new: NewSession) -> Result<(Started, bool), AppError> {
+    let study = active_study(conn, slug).await?;
+    let external_id = new
+        .external_id
+        .as_deref()
+        .map(str::trim)
+        .filter(|id| !id.is_empty());
+    if external_id.is_some_and(|id| id.len() > 200) {
+        return Err(AppError::invalid("invalid_external_id", "external_id is longer than 200 characters"));
+    }
+    if let Some(id) = external_id {
+        if let Some(existing) = db::sessions::by_external_id(conn, study.id, id).await? {
+            return resume(existing);
+        }
+    }
+    let source = new.source.unwrap_or(Source::Link);
+    db::studies::lock(conn, study.id).await?;
+    let token = hex::encode(rand::rng().random::<[u8; 32]>());
+    let params = serde_json::Value::Object(new.params);
+    let Some(session_id) =
+        db::sessions::insert(conn, study.id, &token, external_id, source.as_str(), &params).await?
+    else {
+        // The same external id was registered concurrently.
+        let id = external_id.unwrap_or_default();
+        let existing = db::sessions::by_external_id(conn, study.id, id).await?;
+        return resume(existing.ok_or_else(|| AppError::NotFound("session vanished".into()))?);
+    };
+
+    let main = db::trials::loads(conn, study.id, TrialKind::Main).await?;
+    if main.is_empty() {
+        return Err(AppError::conflict("no_trials", "this study has no trials yet"));
+    }
+    let catch = db::trials::loads(conn, study.id, TrialKind::Catch).await?;
+    let config = &study.config;
+    let slots = session_schedule(
+        &main,
+        &catch,
+        config.trials_per_session as usize,
+        config.catch_per_session as usize,
+        &mut schedule::rng_for(config.seed, session_id, 0),
+    );
+    db::sessions::assign(conn, session_id, 0, 0, &slots).await?;
+    db::sessions::set_main_total(conn, session_id, slots.len() as i32).await?;
+    Ok((
+        Started {
+            token,
+            stage: stage::CONSENT.into(),
+        },
+        true,
+    ))
+}
+
+fn resume(session: Session) -> Result<(Started, bool), AppError> {
+    if session.stage == stage::COMPLETE {
+        return Err(AppError::conflict(
+            "already_completed",
+            "you have already taken part in this study",
+        ));
+    }
+    Ok((
+        Started {
+            token: session.token,
+            stage: session.stage,
+        },
+        false,
+    ))
+}
+
+async fn active_study(conn: &mut PgConnection, slug: &str) -> Result<Study, AppError> {
+    let study = db::studies::by_slug(conn, slug)
+        .await?
+        .ok_or_else(|| AppError::NotFound(format!("no study named {slug}")))?;
+    if study.status != "active" {
+        return Err(AppError::conflict(
+            "study_not_active",
+            "this study is not open for participants at the moment",
+        ));
+    }
+    Ok(study)
+}
+
+async fn session_and_study(conn: &mut PgConnection, token: &str, lock: bool) -> Result<(Session, Study), AppError> {
+    let session = if lock {
+        db::sessions::by_token_for_update(conn, token).await?
+    } else {
+        db::sessions::by_token(conn, token).await?
+    };
+    let session = session.ok_or_else(|| AppError::NotFound("unknown session".into()))?;
+    let study = db::studies::by_study_id(conn, session.study_id)
+        .await?
+        .ok_or_else(|| AppError::NotFound("unknown study".into()))?;
+    Ok((session, study))
+}
+
+pub async fn state(conn: &mut PgConnection, token: &str) -> Result<SessionState, AppError> {
+    let session = db::sessions::by_token(conn, token)
+        .await?
+        .ok_or_else(|| AppError::NotFound("unknown session".into()))?;
+    let progress = db::sessions::progress(conn, session.id, 0, session.main_total, 0).await?;
+    Ok(SessionState {
+        stage: session.stage,
+        answered: progress.answered,
+        total: session.main_total,
+        completion_code: session.completion_code,
+    })
+}
+
+/// Records consent; repeating it later is harmless.
+pub async fn consent(conn: &mut PgConnection, token: &str) -> Result<String, AppError> {
+    let (session, _) = session_and_study(conn, token, true).await?;
+    if session.stage != stage::CONSENT {
+        return Ok(session.stage);
+    }
+    db::sessions::advance(conn, session.id, stage::INSTRUCTIONS).await?;
+    Ok(stage::INSTRUCTIONS.into())
+}
+
+/// Ends the instructions (their time is recorded) and starts the practice, if the study has one.
+pub async fn finish_instructions(conn: &mut PgConnection, token: &str) -> Result<String, AppError> {
+    let (session, study) = session_and_study(conn, token, true).await?;
+    match session.stage.as_str() {
+        stage::CONSENT => Err(AppError::conflict("wrong_stage", "consent comes first")),
+        stage::INSTRUCTIONS => {
+            let practice = db::trials::ids(conn, study.id, TrialKind::Practice).await?;
+            let next = if study.config.practice.trials > 0 && !practice.is_empty() {
+                start_practice_round(conn, &session, &study, &practice).await?;
+                stage::PRACTICE
+            } else {
+                stage::TRIALS
+            };
+            db::sessions::advance(conn, session.id, next).await?;
+            Ok(next.into())
+        }
+        _ => Ok(session.stage),
+    }
+}
+
+async fn start_practice_round(
+    conn: &mut PgConnection,
+    session: &Session,
+    study: &Study,
+    practice: &[i64],
+) -> Result<i32, AppError> {
+    let attempt = db::sessions::next_practice_attempt(conn, session.id).await?;
+    let first = db::sessions::end_position(conn, session.id)
+        .await?
+        .max(session.main_total);
+    let mut rng = schedule::rng_for(study.config.seed, session.id, attempt as u64);
+    let slots = practice_round(practice, study.config.practice.trials as usize, &mut rng);
+    db::sessions::assign(conn, session.id, first, attempt, &slots).await?;
+    Ok(attempt)
+}
+
+/// The block (positions and round) the session is in, or `None` outside practice and trials.
+fn block(session: &Session) -> Option<(i32, i32, i32)> {
+    match session.stage.as_str() {
+        stage::PRACTICE => Some((session.main_total, i32::MAX, session.practice_attempts)),
+        stage::TRIALS => Some((0, session.main_total, 0)),
+        _ => None,
+    }
+}
+
+pub async fn next_trial(conn: &mut PgConnection, token: &str) -> Result<Option<TrialView>, AppError> {
+    let (session, study) = session_and_study(conn, token, false).await?;
+    let Some((from, to, attempt)) = block(&session) else {
+        return Ok(None);
+    };
+    let Some(trial) = db::sessions::next_unanswered(conn, session.id, from, to, attempt).await? else {
+        return Ok(None);
+    };
+    let progress = db::sessions::progress(conn, session.id, 0, session.main_total, 0).await?;
+    let url = |sha: &String| format!("/img/{sha}");
+    let (max, min) = (url(&trial.max_query), url(&trial.min_query));
+    let queries = if trial.max_first { [max, min] } else { [min, max] };
+    Ok(Some(TrialView {
+        position: trial.position,
+        // Catch trials look like any other trial.
+        kind: if trial.kind == "practice" { "practice" } else { "main" },
+        min_refs: trial.min_refs.iter().map(url).collect(),
+        max_refs: trial.max_refs.iter().map(url).collect(),
+        queries,
+        lock_ms: study.config.lock_ms,
+        max_side: study.config.max_side.as_str(),
+        answered: progress.answered,
+        total: session.main_total,
+        attempt: trial.attempt,
+    }))
+}
+
+pub async fn respond(conn: &mut PgConnection, token: &str, answer: Answer) -> Result<Reply, AppError> {
+    check_answer(&answer)?;
+    let (session, study) = session_and_study(conn, token, true).await?;
+
+    if let Some(stored) = db::responses::by_id(conn, answer.response_id).await? {
+        let same = stored.session_id == session.id
+            && stored.position == answer.position
+            && i64::from(stored.chosen) == answer.chosen
+            && i64::from(stored.confidence) == answer.confidence;
+        if !same {
+            return Err(AppError::conflict(
+                "response_id_reused",
+                "this response id was already used for a different answer",
+            ));
+        }
+        return serde_json::from_value(stored.reply).map_err(|e| AppError::Internal(e.into()));
+    }
+    let Some((from, to, attempt)) = block(&session) else {
+        return Err(AppError::conflict(
+            "wrong_stage",
+            format!("the session is at the {} stage and takes no answers", session.stage),
+        ));
+    };
+    let Some(max_first) = db::sessions::max_first_at(conn, session.id, answer.position).await? else {
+        return Err(AppError::invalid("unknown_position", "no trial is assigned at this position"));
+    };
+    if db::responses::exists_at(conn, session.id, answer.position).await? {
+        return Err(AppError::conflict("already_answered", "this trial was already answered"));
+    }
+    let expected = db::sessions::next_unanswered(conn, session.id, from, to, attempt).await?;
+    if expected.as_ref().map(|t| t.position) != Some(answer.position) {
+        return Err(AppError::conflict(
+            "out_of_order",
+            "answer the trials in order: this is not the current trial",
+        ));
+    }
+
+    let correct = (answer.chosen == 0) == max_first;
+    db::responses::insert(
+        conn,
+        &db::responses::NewResponse {
+            response_id: answer.response_id,
+            session_id: session.id,
+            position: answer.position,
+            chosen: answer.chosen as i16,
+            correct,
+            confidence: answer.confidence as i16,
+            rt_ms: answer.rt_ms as i32,
+            client_at: answer.client_ts,
+        },
+    )
+    .await?;
+
+    let in_practice = session.stage == stage::PRACTICE;
+    let progress = db::sessions::progress(conn, session.id, from, to, attempt).await?;
+    let mut practice_round = None;
+    let mut next_stage = session.stage.clone();
+    let mut round = attempt;
+    if progress.answered == progress.assigned {
+        if in_practice {
+            let all_correct = progress.correct == progress.assigned;
+            practice_round = Some(PracticeRound { attempt, all_correct });
+            if all_correct || i64::from(attempt) >= study.config.practice.max_attempts {
+                next_stage = stage::TRIALS.into();
+            } else {
+                let practice = db::trials::ids(conn, study.id, TrialKind::Practice).await?;
+                round = start_practice_round(conn, &session, &study, &practice).await?;
+            }
+        } else {
+            next_stage = stage::DEBRIEF.into();
+        }
+        if next_stage != session.stage {
+            db::sessions::advance(conn, session.id, &next_stage).await?;
+        }
+    }
+    let next_position = match next_stage.as_str() {
+        stage::PRACTICE => db::sessions::next_unanswered(conn, session.id, from, to, round).await?,
+        stage::TRIALS => db::sessions::next_unanswered(conn, session.id, 0, session.main_total, 0).await?,
+        _ => None,
+    }
+    .map(|t| t.position);
+    let reply = Reply {
+        correct: (in_practice || study.config.feedback).then_some(correct),
+        next_position,
+        stage: next_stage,
+        practice_round,
+    };
+    let json = serde_json::to_value(&reply).map_err(|e| AppError::Internal(e.into()))?;
+    db::responses::set_reply(conn, answer.response_id, &json).await?;
+    Ok(reply)
+}
+
+fn check_answer(answer: &Answer) -> Result<(), AppError> {
+    if answer.position < 0 {
+        return Err(AppError::invalid("invalid_position", "position must not be negative"));
+    }
+    if !(0..=1).contains(&answer.chosen) {
+        return Err(AppError::invalid("invalid_choice", "chosen must be 0 or 1"));
+    }
+    if !(1..=3).contains(&answer.confidence) {
+        return Err(AppError::invalid("invalid_confidence", "confidence must be 1, 2 or 3"));
+    }
+    if !(0..=3_600_000).contains(&answer.rt_ms) {
+        return Err(AppError::invalid("invalid_rt", "rt_ms must be between 0 and 3600000"));
+    }
+    Ok(())
+}
+
+/// Ends the session after the debrief; finishing again returns the same code.
+pub async fn finish(conn: &mut PgConnection, token: &str, feedback: Option<String>) -> Result<Completion, AppError> {
+    let (session, study) = session_and_study(conn, token, true).await?;
+    let feedback = feedback.map(|f| f.trim().to_string()).filter(|f| !f.is_empty());
+    if feedback.as_ref().is_some_and(|f| f.chars().count() > MAX_FEEDBACK_LEN) {
+        return Err(AppError::invalid("feedback_too_long", "feedback is limited to 5000 characters"));
+    }
+    let code = match session.stage.as_str() {
+        stage::DEBRIEF => {
+            let code = study.config.completion.code.clone();
+            db::sessions::complete(conn, session.id, &code, feedback.as_deref()).await?;
+            code
+        }
+        stage::COMPLETE => session.completion_code.unwrap_or(study.config.completion.code.clone()),
+        other => {
+            return Err(AppError::conflict(
+                "wrong_stage",
+                format!("the session is at the {other} stage; finish after the last trial"),
+            ))
+        }
+    };
+    Ok(Completion {
+        completion_code: code,
+        redirect_url: study.config.redirect_url(),
+    })
+}

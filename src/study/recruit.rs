@@ -1,0 +1,118 @@
+//! Recruitment platforms: which URL parameters name the participant and which are kept with the session.
+
+use std::collections::HashMap;
+
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Source {
+    Prolific,
+    Mturk,
+    Sona,
+    Link,
+}
+
+impl Source {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Prolific => "prolific",
+            Self::Mturk => "mturk",
+            Self::Sona => "sona",
+            Self::Link => "link",
+        }
+    }
+
+    /// The participant-id parameter and the other parameters the platform appends to the study URL.
+    fn parameters(self) -> (&'static str, &'static [&'static str]) {
+        match self {
+            Self::Prolific => ("PROLIFIC_PID", &["STUDY_ID", "SESSION_ID"]),
+            Self::Mturk => ("workerId", &["assignmentId", "hitId"]),
+            Self::Sona => ("id", &[]),
+            Self::Link => ("", &[]),
+        }
+    }
+}
+
+const MAX_PARAM_LEN: usize = 200;
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Recruitment {
+    pub external_id: Option<String>,
+    pub source: Source,
+    pub params: serde_json::Map<String, serde_json::Value>,
+}
+
+impl Recruitment {
+    /// Recognises the platform by its participant-id parameter; anything else is a plain link.
+    pub fn from_query(query: &HashMap<String, String>) -> Self {
+        let clean = |key: &str| {
+            query
+                .get(key)
+                .map(|v| v.trim())
+                .filter(|v| !v.is_empty() && v.len() <= MAX_PARAM_LEN)
+                .map(str::to_string)
+        };
+        for source in [Source::Prolific, Source::Mturk, Source::Sona] {
+            let (id_key, others) = source.parameters();
+            if let Some(external_id) = clean(id_key) {
+                let params = others
+                    .iter()
+                    .filter_map(|key| Some((key.to_string(), clean(key)?.into())))
+                    .collect();
+                return Self {
+                    external_id: Some(external_id),
+                    source,
+                    params,
+                };
+            }
+        }
+        Self {
+            external_id: None,
+            source: Source::Link,
+            params: serde_json::Map::new(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn query(pairs: &[(&str, &str)]) -> HashMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn prolific_parameters_name_the_participant_and_the_study() {
+        let r = Recruitment::from_query(&query(&[
+            ("PROLIFIC_PID", "5f1a"),
+            ("STUDY_ID", "s1"),
+            ("SESSION_ID", "x9"),
+            ("other", "dropped"),
+        ]));
+        assert_eq!(r.source, Source::Prolific);
+        assert_eq!(r.external_id.as_deref(), Some("5f1a"));
+        assert_eq!(r.params.len(), 2);
+        assert_eq!(r.params["STUDY_ID"], "s1");
+    }
+
+    #[test]
+    fn mturk_and_sona_are_recognised() {
+        let mturk = Recruitment::from_query(&query(&[("workerId", "A1"), ("hitId", "H")]));
+        assert_eq!((mturk.source, mturk.params["hitId"].as_str()), (Source::Mturk, Some("H")));
+        let sona = Recruitment::from_query(&query(&[("id", "123")]));
+        assert_eq!((sona.source, sona.external_id.as_deref()), (Source::Sona, Some("123")));
+    }
+
+    #[test]
+    fn a_plain_link_or_an_empty_id_is_anonymous() {
+        for q in [query(&[]), query(&[("PROLIFIC_PID", " ")])] {
+            let r = Recruitment::from_query(&q);
+            assert_eq!((r.source, r.external_id), (Source::Link, None));
+        }
+    }
+}

@@ -1,0 +1,66 @@
+//! The HTTP application: participant pages, the JSON API, images and static files.
+
+pub mod api;
+pub mod assets;
+pub mod health;
+pub mod images;
+pub mod pages;
+pub mod participant;
+
+use std::net::TcpListener;
+
+use actix_web::dev::Server;
+use actix_web::{web, App, HttpServer};
+use sqlx::PgPool;
+use tracing_actix_web::TracingLogger;
+
+use crate::error::AppError;
+use crate::stimuli::store::ImageStore;
+
+/// Request bodies larger than this are refused before they are read.
+const MAX_JSON_BYTES: usize = 64 * 1024;
+
+#[derive(Clone)]
+pub struct AppState {
+    pub pool: PgPool,
+    pub store: ImageStore,
+}
+
+/// Every route of the application, area by area.
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.app_data(
+        web::JsonConfig::default()
+            .limit(MAX_JSON_BYTES)
+            .error_handler(|err, _| AppError::BadRequest(format!("invalid JSON body: {err}")).into()),
+    )
+    .app_data(web::PayloadConfig::default().limit(MAX_JSON_BYTES))
+    .app_data(
+        web::PathConfig::default()
+            .error_handler(|err, _| AppError::BadRequest(format!("invalid path: {err}")).into()),
+    )
+    .app_data(
+        web::QueryConfig::default()
+            .error_handler(|err, _| AppError::BadRequest(format!("invalid query: {err}")).into()),
+    )
+    .configure(health::configure)
+    .configure(api::configure)
+    .configure(images::configure)
+    .configure(assets::configure)
+    .configure(participant::configure);
+}
+
+/// Starts serving on `listener`; the returned server stops gracefully on SIGINT / SIGTERM.
+pub fn serve(listener: TcpListener, state: AppState) -> std::io::Result<Server> {
+    let state = web::Data::new(state);
+    let server = HttpServer::new(move || {
+        App::new()
+            .wrap(TracingLogger::default())
+            .app_data(state.clone())
+            .configure(configure)
+            .default_service(web::to(pages::not_found))
+    })
+    .listen(listener)?
+    .shutdown_timeout(10)
+    .run();
+    Ok(server)
+}

@@ -1,0 +1,208 @@
+//! The participant JSON API against a real server and PostgreSQL.
+
+mod common;
+
+use common::{spawn_app, Participant};
+use meilab::study::StudyConfig;
+use serde_json::json;
+
+fn small_study() -> StudyConfig {
+    StudyConfig {
+        trials_per_session: 4,
+        catch_per_session: 1,
+        lock_ms: 0,
+        feedback: true,
+        ..StudyConfig::default()
+    }
+}
+
+#[tokio::test]
+async fn a_session_is_created_resumed_and_refused_after_completion() {
+    let app = spawn_app().await;
+    app.create_synthetic_study("s1", small_study()).await;
+    let who = json!({"external_id": "P-1", "source": "prolific", "params": {"STUDY_ID": "x"}});
+
+    let (status, first) = app.join("s1", who.clone()).await;
+    assert_eq!((status, first["stage"].as_str()), (201, Some("consent")));
+    let (status, again) = app.join("s1", who.clone()).await;
+    assert_eq!(status, 200);
+    assert_eq!(again["token"], first["token"]);
+
+    let p = app.participant("s1", who.clone()).await;
+    p.consent_and_read_instructions().await;
+    assert_eq!(p.stage().await, "practice");
+    let answered = p.answer_everything().await;
+    assert_eq!(answered, 3 + 5, "three practice trials and 4 + 1 main trials");
+    assert_eq!(p.stage().await, "debrief");
+    let (status, done) = p.finish(json!({"feedback": "fine"})).await;
+    assert_eq!((status, done["completion_code"].as_str()), (200, Some("MEILAB-DONE")));
+
+    let (status, refused) = app.join("s1", who).await;
+    assert_eq!((status, refused["error"].as_str()), (409, Some("already_completed")));
+    let state: serde_json::Value = app.get(&format!("/api/v1/sessions/{}", p.token)).await.json().await.unwrap();
+    assert_eq!(state["stage"], "complete");
+    assert_eq!(state["completion_code"], "MEILAB-DONE");
+    assert_eq!((state["answered"].as_i64(), state["total"].as_i64()), (Some(5), Some(5)));
+}
+
+#[tokio::test]
+async fn the_same_response_id_twice_stores_one_row_and_replies_the_same() {
+    let app = spawn_app().await;
+    app.create_synthetic_study("s2", StudyConfig { practice: meilab::study::config::PracticeConfig { trials: 0, max_attempts: 1 }, ..small_study() }).await;
+    let p = app.participant("s2", json!({})).await;
+    p.consent_and_read_instructions().await;
+    let trial = p.next_trial().await.expect("a trial");
+    let body = Participant::answer_body(trial["position"].as_i64().unwrap(), 1);
+    let (s1, r1) = p.answer(body.clone()).await;
+    let (s2, r2) = p.answer(body).await;
+    assert_eq!((s1, s2), (200, 200));
+    assert_eq!(r1, r2);
+    assert_eq!(app.count("SELECT count(*) FROM responses").await, 1);
+}
+
+#[tokio::test]
+async fn a_second_different_answer_for_the_same_position_is_rejected() {
+    let app = spawn_app().await;
+    app.create_synthetic_study("s3", small_study()).await;
+    let p = app.participant("s3", json!({})).await;
+    p.consent_and_read_instructions().await;
+    let position = p.next_trial().await.unwrap()["position"].as_i64().unwrap();
+    assert_eq!(p.answer(Participant::answer_body(position, 0)).await.0, 200);
+    let (status, error) = p.answer(Participant::answer_body(position, 1)).await;
+    assert_eq!((status, error["error"].as_str()), (409, Some("already_answered")));
+    assert_eq!(app.count("SELECT count(*) FROM responses").await, 1);
+}
+
+#[tokio::test]
+async fn bad_answers_get_a_json_4xx_and_store_nothing() {
+    let app = spawn_app().await;
+    app.create_synthetic_study("s4", small_study()).await;
+    let p = app.participant("s4", json!({})).await;
+
+    // Before consent no answers are taken.
+    let (status, error) = p.answer(Participant::answer_body(0, 0)).await;
+    assert_eq!((status, error["error"].as_str()), (409, Some("wrong_stage")));
+
+    p.consent_and_read_instructions().await;
+    let position = p.next_trial().await.unwrap()["position"].as_i64().unwrap();
+    let mut body = Participant::answer_body(position, 0);
+
+    body["confidence"] = json!(4);
+    let (status, error) = p.answer(body.clone()).await;
+    assert_eq!((status, error["error"].as_str()), (422, Some("invalid_confidence")));
+    body["confidence"] = json!(2);
+    body["chosen"] = json!(2);
+    assert_eq!(p.answer(body.clone()).await.0, 422);
+    body["chosen"] = json!("left");
+    assert_eq!(p.answer(body.clone()).await.0, 400);
+    body["chosen"] = json!(0);
+    body["rt_ms"] = json!(-5);
+    assert_eq!(p.answer(body.clone()).await.0, 422);
+
+    let (status, error) = p.answer(Participant::answer_body(position + 1, 0)).await;
+    assert_eq!((status, error["error"].as_str()), (409, Some("out_of_order")));
+    let (status, error) = p.answer(Participant::answer_body(9999, 0)).await;
+    assert_eq!((status, error["error"].as_str()), (422, Some("unknown_position")));
+
+    let malformed = app
+        .client
+        .post(app.url(&format!("/api/v1/sessions/{}/responses", p.token)))
+        .header("content-type", "application/json")
+        .body("{\"response_id\": ")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(malformed.status(), 400);
+    let error: serde_json::Value = malformed.json().await.unwrap();
+    assert_eq!(error["error"], "bad_request");
+
+    let unknown = app.post(&format!("/api/v1/sessions/{}/responses", "0".repeat(64)), Participant::answer_body(0, 0)).await;
+    assert_eq!(unknown.status(), 404);
+    assert_eq!(unknown.json::<serde_json::Value>().await.unwrap()["error"], "not_found");
+
+    let early = p.finish(json!({})).await;
+    assert_eq!(early.0, 409);
+    assert_eq!(app.count("SELECT count(*) FROM responses").await, 0);
+}
+
+#[tokio::test]
+async fn a_paused_or_unknown_study_takes_no_sessions() {
+    let app = spawn_app().await;
+    let id = app.create_synthetic_study("s5", small_study()).await;
+    sqlx::query("UPDATE studies SET status = 'paused' WHERE id = $1").bind(id).execute(&app.pool).await.unwrap();
+    let (status, error) = app.join("s5", json!({})).await;
+    assert_eq!((status, error["error"].as_str()), (409, Some("study_not_active")));
+    let page = app.get("/s/s5").await;
+    assert_eq!(page.status(), 200);
+    assert!(page.text().await.unwrap().contains("not open"));
+    assert_eq!(app.join("nope", json!({})).await.0, 404);
+    assert_eq!(app.get("/s/nope").await.status(), 404);
+    assert_eq!(app.count("SELECT count(*) FROM sessions").await, 0);
+}
+
+#[tokio::test]
+async fn failed_practice_repeats_until_all_correct_within_the_attempt_limit() {
+    let app = spawn_app().await;
+    app.create_synthetic_study("s6", small_study()).await;
+    let p = app.participant("s6", json!({})).await;
+    p.consent_and_read_instructions().await;
+    // Round 1: answer the first practice trial wrongly.
+    let mut rounds = Vec::new();
+    for wrong_first in [true, false] {
+        let mut first = true;
+        loop {
+            let trial = p.next_trial().await.unwrap();
+            assert_eq!(trial["kind"], "practice");
+            let position = trial["position"].as_i64().unwrap();
+            let right = p.max_index(position).await;
+            let chosen = if wrong_first && first { 1 - right } else { right };
+            first = false;
+            let (status, reply) = p.answer(Participant::answer_body(position, chosen)).await;
+            assert_eq!(status, 200);
+            assert_eq!(reply["correct"], json!(chosen == right));
+            if !reply["practice_round"].is_null() {
+                rounds.push(reply["practice_round"].clone());
+                break;
+            }
+        }
+    }
+    assert_eq!(rounds, vec![json!({"attempt": 1, "all_correct": false}), json!({"attempt": 2, "all_correct": true})]);
+    assert_eq!(p.stage().await, "trials");
+    let next = p.next_trial().await.unwrap();
+    assert_eq!(next["kind"], "main");
+    assert!(next["position"].as_i64().unwrap() < 5, "main trials hold the first positions");
+}
+
+#[tokio::test]
+async fn units_are_distinct_within_a_session_and_spread_across_sessions() {
+    let app = spawn_app().await;
+    app.create_synthetic_study("s7", StudyConfig { trials_per_session: 8, ..small_study() }).await;
+    for i in 0..4 {
+        app.participant("s7", json!({"external_id": format!("p{i}")})).await;
+    }
+    let repeated: i64 = app
+        .count(
+            "SELECT count(*) FROM (SELECT a.session_id, t.unit_id FROM assignments a JOIN trials t ON t.id = a.trial_id
+             WHERE t.kind = 'main' GROUP BY 1, 2 HAVING count(*) > 1) d",
+        )
+        .await;
+    assert_eq!(repeated, 0, "a unit appears twice in a session");
+    // 16 units, 4 sessions x 8 units: least-served first means every unit is used exactly twice.
+    let spread: Vec<i64> = sqlx::query_scalar(
+        "SELECT count(*) FROM assignments a JOIN trials t ON t.id = a.trial_id WHERE t.kind = 'main' GROUP BY t.unit_id",
+    )
+    .fetch_all(&app.pool)
+    .await
+    .unwrap();
+    assert_eq!(spread, vec![2; 16]);
+}
+
+#[tokio::test]
+async fn health_and_readiness_answer() {
+    let app = spawn_app().await;
+    assert_eq!(app.get("/healthz").await.status(), 200);
+    assert_eq!(app.get("/readyz").await.status(), 200);
+    let missing = app.get("/api/v1/nothing").await;
+    assert_eq!(missing.status(), 404);
+    assert_eq!(missing.json::<serde_json::Value>().await.unwrap()["error"], "not_found");
+}

@@ -1,0 +1,234 @@
+//! The test harness: the real server on port 0 against a fresh PostgreSQL database per test.
+//! `DATABASE_URL` names the server to create test databases on; without it the private cluster of
+//! `meilab demo` runs under the target folder, shared by all test processes.
+#![allow(dead_code)]
+
+use std::net::TcpListener;
+use std::path::PathBuf;
+use std::str::FromStr;
+
+use sqlx::postgres::PgConnectOptions;
+use sqlx::{Connection, PgConnection, PgPool};
+use tokio::sync::OnceCell;
+
+use meilab::db::cluster::PrivateCluster;
+use meilab::stimuli::store::ImageStore;
+use meilab::stimuli::synthetic::{self, SyntheticOptions};
+use meilab::study::{self, StudyConfig};
+use meilab::web::{self, AppState};
+
+pub struct TestApp {
+    pub address: String,
+    pub pool: PgPool,
+    pub store: ImageStore,
+    pub client: reqwest::Client,
+    _data_dir: tempfile::TempDir,
+}
+
+static SERVER: OnceCell<PgConnectOptions> = OnceCell::const_new();
+
+async fn server_options() -> PgConnectOptions {
+    SERVER
+        .get_or_init(|| async {
+            match std::env::var("DATABASE_URL") {
+                Ok(url) => PgConnectOptions::from_str(&url).expect("DATABASE_URL is a PostgreSQL URL"),
+                Err(_) => {
+                    let root = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("postgres");
+                    let cluster = tokio::task::spawn_blocking(move || PrivateCluster::start(&root))
+                        .await
+                        .expect("cluster start panicked")
+                        .expect("the private PostgreSQL cluster starts");
+                    PgConnectOptions::from_str(&cluster.url("postgres")).expect("cluster URL")
+                }
+            }
+        })
+        .await
+        .clone()
+}
+
+/// A new, migrated database on the test server.
+pub async fn fresh_database() -> PgPool {
+    let server = server_options().await;
+    let name = format!("test_{}", uuid::Uuid::new_v4().simple());
+    let mut admin = PgConnection::connect_with(&server.clone().database("postgres"))
+        .await
+        .expect("connect to the test PostgreSQL server");
+    sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+        .execute(&mut admin)
+        .await
+        .expect("create the test database");
+    let pool = sqlx::postgres::PgPoolOptions::new()
+        .max_connections(8)
+        .connect_with(server.database(&name))
+        .await
+        .expect("connect to the test database");
+    meilab::db::migrate(&pool).await.expect("migrations apply");
+    pool
+}
+
+pub async fn spawn_app() -> TestApp {
+    if std::env::var_os("TEST_LOG").is_some() {
+        meilab::telemetry::init(false);
+    }
+    let pool = fresh_database().await;
+    let data_dir = tempfile::tempdir().expect("temporary data folder");
+    let store = ImageStore::new(data_dir.path().join("images"));
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind a free port");
+    let port = listener.local_addr().expect("local address").port();
+    let server = web::serve(
+        listener,
+        AppState {
+            pool: pool.clone(),
+            store: store.clone(),
+        },
+    )
+    .expect("server starts");
+    tokio::spawn(server);
+    TestApp {
+        address: format!("http://127.0.0.1:{port}"),
+        pool,
+        store,
+        client: reqwest::Client::new(),
+        _data_dir: data_dir,
+    }
+}
+
+impl TestApp {
+    /// An active study of the synthetic calibration stimuli; returns its id.
+    pub async fn create_synthetic_study(&self, slug: &str, config: StudyConfig) -> i64 {
+        let store = self.store.clone();
+        let set = tokio::task::spawn_blocking(move || synthetic::build(&store, &SyntheticOptions::default()))
+            .await
+            .expect("drawing panicked")
+            .expect("synthetic stimuli are drawn");
+        let mut tx = self.pool.begin().await.expect("begin");
+        let id = study::create(&mut tx, slug, "Test study", "active", &config, &set)
+            .await
+            .expect("study is created");
+        tx.commit().await.expect("commit");
+        id
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.address)
+    }
+
+    pub async fn post(&self, path: &str, body: serde_json::Value) -> reqwest::Response {
+        self.client
+            .post(self.url(path))
+            .json(&body)
+            .send()
+            .await
+            .expect("request is sent")
+    }
+
+    pub async fn get(&self, path: &str) -> reqwest::Response {
+        self.client.get(self.url(path)).send().await.expect("request is sent")
+    }
+
+    pub async fn count(&self, sql: &'static str) -> i64 {
+        sqlx::query_scalar(sql).fetch_one(&self.pool).await.expect("count query")
+    }
+}
+
+/// A participant driven through the JSON API.
+pub struct Participant<'a> {
+    pub app: &'a TestApp,
+    pub token: String,
+}
+
+impl TestApp {
+    /// Starts (or resumes) a session; returns the status and the JSON reply.
+    pub async fn join(&self, slug: &str, body: serde_json::Value) -> (u16, serde_json::Value) {
+        let response = self.post(&format!("/api/v1/studies/{slug}/sessions"), body).await;
+        let status = response.status().as_u16();
+        (status, response.json().await.expect("JSON reply"))
+    }
+
+    pub async fn participant(&self, slug: &str, body: serde_json::Value) -> Participant<'_> {
+        let (status, reply) = self.join(slug, body).await;
+        assert!(status == 201 || status == 200, "session start failed: {status} {reply}");
+        Participant {
+            app: self,
+            token: reply["token"].as_str().expect("token").to_string(),
+        }
+    }
+}
+
+impl Participant<'_> {
+    fn path(&self, tail: &str) -> String {
+        format!("/api/v1/sessions/{}{tail}", self.token)
+    }
+
+    pub async fn stage(&self) -> String {
+        let state: serde_json::Value = self.app.get(&self.path("")).await.json().await.expect("JSON");
+        state["stage"].as_str().expect("stage").to_string()
+    }
+
+    pub async fn consent_and_read_instructions(&self) {
+        assert_eq!(self.app.post(&self.path("/consent"), serde_json::json!({})).await.status(), 200);
+        assert_eq!(self.app.post(&self.path("/instructions"), serde_json::json!({})).await.status(), 200);
+    }
+
+    pub async fn next_trial(&self) -> Option<serde_json::Value> {
+        let response = self.app.get(&self.path("/trials/next")).await;
+        match response.status().as_u16() {
+            204 => None,
+            200 => Some(response.json().await.expect("trial JSON")),
+            other => panic!("next trial: unexpected status {other}"),
+        }
+    }
+
+    pub async fn answer(&self, body: serde_json::Value) -> (u16, serde_json::Value) {
+        let response = self.app.post(&self.path("/responses"), body).await;
+        let status = response.status().as_u16();
+        (status, response.json().await.expect("JSON reply"))
+    }
+
+    pub fn answer_body(position: i64, chosen: i64) -> serde_json::Value {
+        serde_json::json!({
+            "response_id": uuid::Uuid::new_v4(),
+            "position": position,
+            "chosen": chosen,
+            "confidence": 2,
+            "rt_ms": 900,
+        })
+    }
+
+    /// The index of the max query at `position`, read from the database (a participant cannot know it).
+    pub async fn max_index(&self, position: i64) -> i64 {
+        let max_first: bool = sqlx::query_scalar(
+            "SELECT a.max_first FROM assignments a JOIN sessions s ON s.id = a.session_id
+             WHERE s.token = $1 AND a.position = $2",
+        )
+        .bind(&self.token)
+        .bind(position as i32)
+        .fetch_one(&self.app.pool)
+        .await
+        .expect("assignment");
+        if max_first {
+            0
+        } else {
+            1
+        }
+    }
+
+    /// Answers every trial until the session leaves practice and trials; practice is answered correctly.
+    pub async fn answer_everything(&self) -> usize {
+        let mut answered = 0;
+        while let Some(trial) = self.next_trial().await {
+            let position = trial["position"].as_i64().expect("position");
+            let chosen = self.max_index(position).await;
+            let (status, reply) = self.answer(Self::answer_body(position, chosen)).await;
+            assert_eq!(status, 200, "answer rejected: {reply}");
+            answered += 1;
+        }
+        answered
+    }
+
+    pub async fn finish(&self, body: serde_json::Value) -> (u16, serde_json::Value) {
+        let response = self.app.post(&self.path("/finish"), body).await;
+        let status = response.status().as_u16();
+        (status, response.json().await.expect("JSON reply"))
+    }
+}
