@@ -28,6 +28,8 @@ const config = {
 const storageKeys = {
   token: `meilab:${config.slug}:token`,
   outbox: `meilab:${config.slug}:outbox`,
+  // The completion this browser saw, so a reload of the last page still shows the code.
+  completion: `meilab:${config.slug}:completion`,
 };
 
 // ---------------------------------------------------------------------------------------------
@@ -304,7 +306,14 @@ function show(name) {
 function showError(error) {
   console.error(error);
   if (error instanceof ApiError && error.code === 'study_not_active') return show('not-open');
-  if (error instanceof ApiError && error.code === 'already_completed') return show('already-completed');
+  if (error instanceof ApiError && error.code === 'already_completed') {
+    // This browser finished the session itself: show its code again rather than a refusal.
+    const seen = parseObject(storage.get(storageKeys.completion));
+    if (config.externalId && seen.external_id === config.externalId && seen.completion_code) {
+      return showComplete(seen, { redirect: false });
+    }
+    return show('already-completed');
+  }
   $('error-text').textContent =
     error instanceof ApiError ? error.message : 'The page could not continue. Please try again.';
   show('error');
@@ -428,7 +437,11 @@ async function runComplete(token) {
   return null;
 }
 
-function showComplete({ completion_code: code, redirect_url: url }) {
+function showComplete({ completion_code: code, redirect_url: url }, { redirect = true } = {}) {
+  storage.set(
+    storageKeys.completion,
+    JSON.stringify({ external_id: config.externalId, completion_code: code, redirect_url: url ?? null }),
+  );
   $('completion-code').textContent = code || '';
   show('complete');
   let target = null;
@@ -443,6 +456,10 @@ function showComplete({ completion_code: code, redirect_url: url }) {
   const countdown = $('redirect-countdown');
   link.href = target.href;
   box.hidden = false;
+  if (!redirect) {
+    $('redirect-countdown').parentElement.hidden = true;
+    return;
+  }
   $('complete-note').hidden = true;
   let left = REDIRECT_SECONDS;
   countdown.textContent = String(left);
@@ -557,14 +574,15 @@ async function presentTrial(data, token) {
   for (const box of queryBoxes) box.classList.remove('flash-correct', 'flash-wrong');
   for (const button of answerButtons) button.classList.remove('chosen');
 
+  trial.token = token;
+  trial.position = data.position;
+  // Visible from here on, buttons still locked. Two frames: the first callback runs before the
+  // paint that shows the images, the second after it; reaction times count from then.
   trialView.classList.remove('is-blank');
-  // Two frames: the first runs before the paint that shows the images, the second after it.
+  setTrialState('locked');
   await nextFrame();
   await nextFrame();
   trial.shownAt = performance.now();
-  trial.token = token;
-  trial.position = data.position;
-  setTrialState('locked');
   const lockMs = Math.max(0, Number(data.lock_ms) || 0);
   const unlockAt = trial.shownAt + lockMs;
   await new Promise((resolve) => {

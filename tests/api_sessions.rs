@@ -32,23 +32,51 @@ async fn a_session_is_created_resumed_and_refused_after_completion() {
     p.consent_and_read_instructions().await;
     assert_eq!(p.stage().await, "practice");
     let answered = p.answer_everything().await;
-    assert_eq!(answered, 3 + 5, "three practice trials and 4 + 1 main trials");
+    assert_eq!(
+        answered,
+        3 + 5,
+        "three practice trials and 4 + 1 main trials"
+    );
     assert_eq!(p.stage().await, "debrief");
     let (status, done) = p.finish(json!({"feedback": "fine"})).await;
-    assert_eq!((status, done["completion_code"].as_str()), (200, Some("MEILAB-DONE")));
+    assert_eq!(
+        (status, done["completion_code"].as_str()),
+        (200, Some("MEILAB-DONE"))
+    );
 
     let (status, refused) = app.join("s1", who).await;
-    assert_eq!((status, refused["error"].as_str()), (409, Some("already_completed")));
-    let state: serde_json::Value = app.get(&format!("/api/v1/sessions/{}", p.token)).await.json().await.unwrap();
+    assert_eq!(
+        (status, refused["error"].as_str()),
+        (409, Some("already_completed"))
+    );
+    let state: serde_json::Value = app
+        .get(&format!("/api/v1/sessions/{}", p.token))
+        .await
+        .json()
+        .await
+        .unwrap();
     assert_eq!(state["stage"], "complete");
     assert_eq!(state["completion_code"], "MEILAB-DONE");
-    assert_eq!((state["answered"].as_i64(), state["total"].as_i64()), (Some(5), Some(5)));
+    assert_eq!(
+        (state["answered"].as_i64(), state["total"].as_i64()),
+        (Some(5), Some(5))
+    );
 }
 
 #[tokio::test]
 async fn the_same_response_id_twice_stores_one_row_and_replies_the_same() {
     let app = spawn_app().await;
-    app.create_synthetic_study("s2", StudyConfig { practice: meilab::study::config::PracticeConfig { trials: 0, max_attempts: 1 }, ..small_study() }).await;
+    app.create_synthetic_study(
+        "s2",
+        StudyConfig {
+            practice: meilab::study::config::PracticeConfig {
+                trials: 0,
+                max_attempts: 1,
+            },
+            ..small_study()
+        },
+    )
+    .await;
     let p = app.participant("s2", json!({})).await;
     p.consent_and_read_instructions().await;
     let trial = p.next_trial().await.expect("a trial");
@@ -69,7 +97,10 @@ async fn a_second_different_answer_for_the_same_position_is_rejected() {
     let position = p.next_trial().await.unwrap()["position"].as_i64().unwrap();
     assert_eq!(p.answer(Participant::answer_body(position, 0)).await.0, 200);
     let (status, error) = p.answer(Participant::answer_body(position, 1)).await;
-    assert_eq!((status, error["error"].as_str()), (409, Some("already_answered")));
+    assert_eq!(
+        (status, error["error"].as_str()),
+        (409, Some("already_answered"))
+    );
     assert_eq!(app.count("SELECT count(*) FROM responses").await, 1);
 }
 
@@ -81,7 +112,10 @@ async fn bad_answers_get_a_json_4xx_and_store_nothing() {
 
     // Before consent no answers are taken.
     let (status, error) = p.answer(Participant::answer_body(0, 0)).await;
-    assert_eq!((status, error["error"].as_str()), (409, Some("wrong_stage")));
+    assert_eq!(
+        (status, error["error"].as_str()),
+        (409, Some("wrong_stage"))
+    );
 
     p.consent_and_read_instructions().await;
     let position = p.next_trial().await.unwrap()["position"].as_i64().unwrap();
@@ -89,7 +123,10 @@ async fn bad_answers_get_a_json_4xx_and_store_nothing() {
 
     body["confidence"] = json!(4);
     let (status, error) = p.answer(body.clone()).await;
-    assert_eq!((status, error["error"].as_str()), (422, Some("invalid_confidence")));
+    assert_eq!(
+        (status, error["error"].as_str()),
+        (422, Some("invalid_confidence"))
+    );
     body["confidence"] = json!(2);
     body["chosen"] = json!(2);
     assert_eq!(p.answer(body.clone()).await.0, 422);
@@ -100,9 +137,15 @@ async fn bad_answers_get_a_json_4xx_and_store_nothing() {
     assert_eq!(p.answer(body.clone()).await.0, 422);
 
     let (status, error) = p.answer(Participant::answer_body(position + 1, 0)).await;
-    assert_eq!((status, error["error"].as_str()), (409, Some("out_of_order")));
+    assert_eq!(
+        (status, error["error"].as_str()),
+        (409, Some("out_of_order"))
+    );
     let (status, error) = p.answer(Participant::answer_body(9999, 0)).await;
-    assert_eq!((status, error["error"].as_str()), (422, Some("unknown_position")));
+    assert_eq!(
+        (status, error["error"].as_str()),
+        (422, Some("unknown_position"))
+    );
 
     let malformed = app
         .client
@@ -116,9 +159,17 @@ async fn bad_answers_get_a_json_4xx_and_store_nothing() {
     let error: serde_json::Value = malformed.json().await.unwrap();
     assert_eq!(error["error"], "bad_request");
 
-    let unknown = app.post(&format!("/api/v1/sessions/{}/responses", "0".repeat(64)), Participant::answer_body(0, 0)).await;
+    let unknown = app
+        .post(
+            &format!("/api/v1/sessions/{}/responses", "0".repeat(64)),
+            Participant::answer_body(0, 0),
+        )
+        .await;
     assert_eq!(unknown.status(), 404);
-    assert_eq!(unknown.json::<serde_json::Value>().await.unwrap()["error"], "not_found");
+    assert_eq!(
+        unknown.json::<serde_json::Value>().await.unwrap()["error"],
+        "not_found"
+    );
 
     let early = p.finish(json!({})).await;
     assert_eq!(early.0, 409);
@@ -129,9 +180,16 @@ async fn bad_answers_get_a_json_4xx_and_store_nothing() {
 async fn a_paused_or_unknown_study_takes_no_sessions() {
     let app = spawn_app().await;
     let id = app.create_synthetic_study("s5", small_study()).await;
-    sqlx::query("UPDATE studies SET status = 'paused' WHERE id = $1").bind(id).execute(&app.pool).await.unwrap();
+    sqlx::query("UPDATE studies SET status = 'paused' WHERE id = $1")
+        .bind(id)
+        .execute(&app.pool)
+        .await
+        .unwrap();
     let (status, error) = app.join("s5", json!({})).await;
-    assert_eq!((status, error["error"].as_str()), (409, Some("study_not_active")));
+    assert_eq!(
+        (status, error["error"].as_str()),
+        (409, Some("study_not_active"))
+    );
     let page = app.get("/s/s5").await;
     assert_eq!(page.status(), 200);
     assert!(page.text().await.unwrap().contains("not open"));
@@ -155,7 +213,11 @@ async fn failed_practice_repeats_until_all_correct_within_the_attempt_limit() {
             assert_eq!(trial["kind"], "practice");
             let position = trial["position"].as_i64().unwrap();
             let right = p.max_index(position).await;
-            let chosen = if wrong_first && first { 1 - right } else { right };
+            let chosen = if wrong_first && first {
+                1 - right
+            } else {
+                right
+            };
             first = false;
             let (status, reply) = p.answer(Participant::answer_body(position, chosen)).await;
             assert_eq!(status, 200);
@@ -166,19 +228,36 @@ async fn failed_practice_repeats_until_all_correct_within_the_attempt_limit() {
             }
         }
     }
-    assert_eq!(rounds, vec![json!({"attempt": 1, "all_correct": false}), json!({"attempt": 2, "all_correct": true})]);
+    assert_eq!(
+        rounds,
+        vec![
+            json!({"attempt": 1, "all_correct": false}),
+            json!({"attempt": 2, "all_correct": true})
+        ]
+    );
     assert_eq!(p.stage().await, "trials");
     let next = p.next_trial().await.unwrap();
     assert_eq!(next["kind"], "main");
-    assert!(next["position"].as_i64().unwrap() < 5, "main trials hold the first positions");
+    assert!(
+        next["position"].as_i64().unwrap() < 5,
+        "main trials hold the first positions"
+    );
 }
 
 #[tokio::test]
 async fn units_are_distinct_within_a_session_and_spread_across_sessions() {
     let app = spawn_app().await;
-    app.create_synthetic_study("s7", StudyConfig { trials_per_session: 8, ..small_study() }).await;
+    app.create_synthetic_study(
+        "s7",
+        StudyConfig {
+            trials_per_session: 8,
+            ..small_study()
+        },
+    )
+    .await;
     for i in 0..4 {
-        app.participant("s7", json!({"external_id": format!("p{i}")})).await;
+        app.participant("s7", json!({"external_id": format!("p{i}")}))
+            .await;
     }
     let repeated: i64 = app
         .count(
@@ -204,5 +283,8 @@ async fn health_and_readiness_answer() {
     assert_eq!(app.get("/readyz").await.status(), 200);
     let missing = app.get("/api/v1/nothing").await;
     assert_eq!(missing.status(), 404);
-    assert_eq!(missing.json::<serde_json::Value>().await.unwrap()["error"], "not_found");
+    assert_eq!(
+        missing.json::<serde_json::Value>().await.unwrap()["error"],
+        "not_found"
+    );
 }

@@ -9,7 +9,10 @@ use crate::study::{self, StudyConfig};
 pub const DEMO_SLUG: &str = "demo";
 
 pub async fn run(settings: Settings) -> anyhow::Result<()> {
-    println!("starting the database (data in {}) ...", settings.data_dir.display());
+    println!(
+        "starting the database (data in {}) ...",
+        settings.data_dir.display()
+    );
     let database = Database::open(&settings).await?;
     let result = async {
         ensure_demo_study(&settings, &database).await?;
@@ -30,7 +33,9 @@ async fn ensure_demo_study(settings: &Settings, database: &Database) -> anyhow::
         return Ok(());
     }
     let store = ImageStore::new(settings.data_dir.join("images"));
-    let set = tokio::task::spawn_blocking(move || synthetic::build(&store, &SyntheticOptions::default())).await??;
+    let set =
+        tokio::task::spawn_blocking(move || synthetic::build(&store, &SyntheticOptions::default()))
+            .await??;
     study::create(
         &mut tx,
         DEMO_SLUG,

@@ -42,18 +42,25 @@ pub struct ImportArgs {
 pub async fn run(settings: Settings, args: ImportArgs) -> anyhow::Result<()> {
     let config = match &args.config {
         Some(path) => {
-            let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
-            let value = serde_json::from_str(&text).with_context(|| format!("{} is not JSON", path.display()))?;
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("cannot read {}", path.display()))?;
+            let value = serde_json::from_str(&text)
+                .with_context(|| format!("{} is not JSON", path.display()))?;
             StudyConfig::from_json(value).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?
         }
         None => StudyConfig::default(),
     };
     let store = ImageStore::new(settings.data_dir.join("images"));
     let (folder, model) = (args.folder.clone(), args.model.clone());
-    let mut imported = tokio::task::spawn_blocking(move || imi::import(&folder, &model, &store)).await??;
+    let mut imported =
+        tokio::task::spawn_blocking(move || imi::import(&folder, &model, &store)).await??;
     let mut rng = ChaCha8Rng::seed_from_u64(config.seed);
-    imported.set.add_obvious_trials(TrialKind::Catch, args.catch_trials, &mut rng);
-    imported.set.add_obvious_trials(TrialKind::Practice, args.practice_trials, &mut rng);
+    imported
+        .set
+        .add_obvious_trials(TrialKind::Catch, args.catch_trials, &mut rng);
+    imported
+        .set
+        .add_obvious_trials(TrialKind::Practice, args.practice_trials, &mut rng);
 
     let database = Database::open(&settings).await?;
     let result = async {

@@ -12,7 +12,11 @@ use clap::{Parser, Subcommand};
 use crate::config::Settings;
 
 #[derive(Debug, Parser)]
-#[command(name = "meilab", version, about = "Crowdsourced psychophysics for neural-network interpretability")]
+#[command(
+    name = "meilab",
+    version,
+    about = "Crowdsourced psychophysics for neural-network interpretability"
+)]
 pub struct Cli {
     /// Address the server listens on [default: 127.0.0.1:8080; env MEILAB_BIND]
     #[arg(long, global = true, value_name = "HOST:PORT")]

@@ -22,9 +22,16 @@ pub async fn migrate_only(settings: Settings) -> anyhow::Result<()> {
 }
 
 /// Serves until SIGINT / SIGTERM, then drains requests in flight.
-pub(super) async fn serve_until_stopped(settings: &Settings, database: &Database) -> anyhow::Result<()> {
-    let listener = TcpListener::bind(&settings.bind)
-        .with_context(|| format!("cannot listen on {} (in use? choose another with --bind)", settings.bind))?;
+pub(super) async fn serve_until_stopped(
+    settings: &Settings,
+    database: &Database,
+) -> anyhow::Result<()> {
+    let listener = TcpListener::bind(&settings.bind).with_context(|| {
+        format!(
+            "cannot listen on {} (in use? choose another with --bind)",
+            settings.bind
+        )
+    })?;
     let state = AppState {
         pool: database.pool.clone(),
         store: ImageStore::new(settings.data_dir.join("images")),

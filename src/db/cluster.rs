@@ -58,17 +58,17 @@ impl PrivateCluster {
     }
 
     pub fn url(&self, database: &str) -> String {
-        format!(
-            "postgres://{SUPERUSER}@127.0.0.1:{}/{database}",
-            self.port
-        )
+        format!("postgres://{SUPERUSER}@127.0.0.1:{}/{database}", self.port)
     }
 
     /// Stops the server if this process started it.
     pub fn stop(&self) {
         if self.started_here {
             let pgdata = self.pgdata();
-            let _ = self.run(&self.bin.join("pg_ctl"), &["-D", &path_str(&pgdata), "-m", "fast", "-w", "stop"]);
+            let _ = self.run(
+                &self.bin.join("pg_ctl"),
+                &["-D", &path_str(&pgdata), "-m", "fast", "-w", "stop"],
+            );
         }
     }
 
@@ -108,7 +108,16 @@ impl PrivateCluster {
         let pgdata = path_str(&self.pgdata());
         let output = self.run(
             &self.bin.join("initdb"),
-            &["-D", &pgdata, "-U", SUPERUSER, "--auth=trust", "-E", "UTF8", "--locale=C"],
+            &[
+                "-D",
+                &pgdata,
+                "-U",
+                SUPERUSER,
+                "--auth=trust",
+                "-E",
+                "UTF8",
+                "--locale=C",
+            ],
         )?;
         check(output, "initdb")
     }
@@ -138,7 +147,9 @@ impl PrivateCluster {
         );
         let output = self.run(
             &self.bin.join("pg_ctl"),
-            &["-D", &pgdata, "-l", &log, "-w", "-t", "60", "-o", &options, "start"],
+            &[
+                "-D", &pgdata, "-l", &log, "-w", "-t", "60", "-o", &options, "start",
+            ],
         )?;
         check(output, "pg_ctl start").with_context(|| format!("see {log}"))
     }
@@ -204,7 +215,8 @@ fn server_binaries() -> anyhow::Result<PathBuf> {
 }
 
 fn effective_uid() -> anyhow::Result<u32> {
-    let status = fs::read_to_string("/proc/self/status").context("cannot read /proc/self/status")?;
+    let status =
+        fs::read_to_string("/proc/self/status").context("cannot read /proc/self/status")?;
     status
         .lines()
         .find_map(|line| line.strip_prefix("Uid:"))

@@ -30,7 +30,9 @@ impl Database {
             Some(url) => (url.expose_secret().to_string(), None),
             None => {
                 let root = settings.data_dir.join("postgres");
-                let cluster = tokio::task::spawn_blocking(move || cluster::PrivateCluster::start(&root)).await??;
+                let cluster =
+                    tokio::task::spawn_blocking(move || cluster::PrivateCluster::start(&root))
+                        .await??;
                 create_database(&cluster.url("postgres"), "meilab").await?;
                 (cluster.url("meilab"), Some(cluster))
             }

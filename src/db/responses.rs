@@ -23,7 +23,10 @@ pub struct NewResponse {
     pub client_at: Option<DateTime<Utc>>,
 }
 
-pub async fn by_id(conn: &mut PgConnection, response_id: Uuid) -> sqlx::Result<Option<StoredResponse>> {
+pub async fn by_id(
+    conn: &mut PgConnection,
+    response_id: Uuid,
+) -> sqlx::Result<Option<StoredResponse>> {
     sqlx::query_as!(
         StoredResponse,
         "SELECT response_id, session_id, position, chosen, confidence, reply FROM responses WHERE response_id = $1",
@@ -33,7 +36,11 @@ pub async fn by_id(conn: &mut PgConnection, response_id: Uuid) -> sqlx::Result<O
     .await
 }
 
-pub async fn exists_at(conn: &mut PgConnection, session_id: i64, position: i32) -> sqlx::Result<bool> {
+pub async fn exists_at(
+    conn: &mut PgConnection,
+    session_id: i64,
+    position: i32,
+) -> sqlx::Result<bool> {
     sqlx::query_scalar!(
         r#"SELECT EXISTS (SELECT 1 FROM responses WHERE session_id = $1 AND position = $2) AS "exists!""#,
         session_id,
@@ -63,9 +70,17 @@ pub async fn insert(conn: &mut PgConnection, r: &NewResponse) -> sqlx::Result<()
 }
 
 /// The reply the sender gets, now and on every retry of the same response id.
-pub async fn set_reply(conn: &mut PgConnection, response_id: Uuid, reply: &serde_json::Value) -> sqlx::Result<()> {
-    sqlx::query!("UPDATE responses SET reply = $2 WHERE response_id = $1", response_id, reply)
-        .execute(conn)
-        .await
-        .map(|_| ())
+pub async fn set_reply(
+    conn: &mut PgConnection,
+    response_id: Uuid,
+    reply: &serde_json::Value,
+) -> sqlx::Result<()> {
+    sqlx::query!(
+        "UPDATE responses SET reply = $2 WHERE response_id = $1",
+        response_id,
+        reply
+    )
+    .execute(conn)
+    .await
+    .map(|_| ())
 }

@@ -56,7 +56,10 @@ pub async fn by_external_id(
 }
 
 /// The session of `token`, locked for the rest of the transaction so its answers are taken one at a time.
-pub async fn by_token_for_update(conn: &mut PgConnection, token: &str) -> sqlx::Result<Option<Session>> {
+pub async fn by_token_for_update(
+    conn: &mut PgConnection,
+    token: &str,
+) -> sqlx::Result<Option<Session>> {
     sqlx::query_as!(
         Session,
         "SELECT id, token, study_id, stage, main_total, practice_attempts, completion_code
@@ -114,11 +117,19 @@ pub async fn complete(
     .map(|_| ())
 }
 
-pub async fn set_main_total(conn: &mut PgConnection, session_id: i64, total: i32) -> sqlx::Result<()> {
-    sqlx::query!("UPDATE sessions SET main_total = $2 WHERE id = $1", session_id, total)
-        .execute(conn)
-        .await
-        .map(|_| ())
+pub async fn set_main_total(
+    conn: &mut PgConnection,
+    session_id: i64,
+    total: i32,
+) -> sqlx::Result<()> {
+    sqlx::query!(
+        "UPDATE sessions SET main_total = $2 WHERE id = $1",
+        session_id,
+        total
+    )
+    .execute(conn)
+    .await
+    .map(|_| ())
 }
 
 /// Counts a new practice round and returns its number (1 for the first).
@@ -138,7 +149,9 @@ pub async fn assign(
     attempt: i32,
     slots: &[Slot],
 ) -> sqlx::Result<()> {
-    let positions: Vec<i32> = (0..slots.len() as i32).map(|i| first_position + i).collect();
+    let positions: Vec<i32> = (0..slots.len() as i32)
+        .map(|i| first_position + i)
+        .collect();
     let trials: Vec<i64> = slots.iter().map(|s| s.trial_id).collect();
     let max_first: Vec<bool> = slots.iter().map(|s| s.max_first).collect();
     sqlx::query!(
@@ -235,7 +248,11 @@ pub async fn end_position(conn: &mut PgConnection, session_id: i64) -> sqlx::Res
 }
 
 /// Whether the max query is shown first at `position`, or `None` if nothing is assigned there.
-pub async fn max_first_at(conn: &mut PgConnection, session_id: i64, position: i32) -> sqlx::Result<Option<bool>> {
+pub async fn max_first_at(
+    conn: &mut PgConnection,
+    session_id: i64,
+    position: i32,
+) -> sqlx::Result<Option<bool>> {
     sqlx::query_scalar!(
         "SELECT max_first FROM assignments WHERE session_id = $1 AND position = $2",
         session_id,

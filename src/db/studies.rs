@@ -65,8 +65,9 @@ struct StudyRow {
 
 impl StudyRow {
     fn into_study(self) -> anyhow::Result<Study> {
-        let config = StudyConfig::from_json(self.config.0)
-            .map_err(|e| anyhow::anyhow!("study {} has an invalid configuration: {e}", self.slug))?;
+        let config = StudyConfig::from_json(self.config.0).map_err(|e| {
+            anyhow::anyhow!("study {} has an invalid configuration: {e}", self.slug)
+        })?;
         Ok(Study {
             id: self.id,
             slug: self.slug,

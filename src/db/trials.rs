@@ -4,7 +4,11 @@ use crate::stimuli::{StimulusSet, TrialKind};
 use crate::study::schedule::TrialLoad;
 
 /// Inserts the set's units and trials into a study (its images must be recorded already).
-pub async fn insert_set(conn: &mut PgConnection, study_id: i64, set: &StimulusSet) -> sqlx::Result<()> {
+pub async fn insert_set(
+    conn: &mut PgConnection,
+    study_id: i64,
+    set: &StimulusSet,
+) -> sqlx::Result<()> {
     let mut unit_ids = Vec::with_capacity(set.units.len());
     for unit in &set.units {
         let id = sqlx::query_scalar!(
@@ -42,7 +46,11 @@ pub async fn insert_set(conn: &mut PgConnection, study_id: i64, set: &StimulusSe
 }
 
 /// Main and catch trials with the number of assignments each had in sessions that were not excluded.
-pub async fn loads(conn: &mut PgConnection, study_id: i64, kind: TrialKind) -> sqlx::Result<Vec<TrialLoad>> {
+pub async fn loads(
+    conn: &mut PgConnection,
+    study_id: i64,
+    kind: TrialKind,
+) -> sqlx::Result<Vec<TrialLoad>> {
     let rows = sqlx::query!(
         r#"SELECT t.id, t.unit_id, count(s.id) AS "served!"
            FROM trials t
@@ -65,7 +73,11 @@ pub async fn loads(conn: &mut PgConnection, study_id: i64, kind: TrialKind) -> s
         .collect())
 }
 
-pub async fn ids(conn: &mut PgConnection, study_id: i64, kind: TrialKind) -> sqlx::Result<Vec<i64>> {
+pub async fn ids(
+    conn: &mut PgConnection,
+    study_id: i64,
+    kind: TrialKind,
+) -> sqlx::Result<Vec<i64>> {
     sqlx::query_scalar!(
         "SELECT id FROM trials WHERE study_id = $1 AND kind = $2 ORDER BY id",
         study_id,

@@ -109,7 +109,9 @@ impl Importer<'_> {
     fn exemplar_folders(&mut self, root: &Path) -> anyhow::Result<()> {
         for channel_dir in channel_dirs(root)? {
             let channel = numeric_suffix(&channel_dir, "channel_").context("channel folder")?;
-            let layer_dir = channel_dir.parent().context("channel folder has no layer")?;
+            let layer_dir = channel_dir
+                .parent()
+                .context("channel folder has no layer")?;
             let model = layer_dir
                 .parent()
                 .and_then(|p| p.file_name())
@@ -187,7 +189,12 @@ impl Importer<'_> {
     }
 
     /// `<prefix><i>.png` files in rank order, skipping rank `skip`; indices need not start at 0.
-    fn ranked(&mut self, dir: &Path, prefix: &str, skip: Option<u32>) -> anyhow::Result<Vec<String>> {
+    fn ranked(
+        &mut self,
+        dir: &Path,
+        prefix: &str,
+        skip: Option<u32>,
+    ) -> anyhow::Result<Vec<String>> {
         let mut ranked: Vec<(u32, PathBuf)> = fs::read_dir(dir)
             .with_context(|| format!("cannot read {}", dir.display()))?
             .filter_map(|entry| {
@@ -238,7 +245,11 @@ fn numbered_entries(dir: &Path, prefix: &str) -> anyhow::Result<Vec<(u32, PathBu
 }
 
 fn numeric_suffix(path: &Path, prefix: &str) -> Option<u32> {
-    path.file_name()?.to_str()?.strip_prefix(prefix)?.parse().ok()
+    path.file_name()?
+        .to_str()?
+        .strip_prefix(prefix)?
+        .parse()
+        .ok()
 }
 
 fn file_name(path: &Path) -> String {

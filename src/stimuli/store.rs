@@ -78,10 +78,14 @@ impl ImageStore {
 
 fn tempfile_in(dir: &Path) -> anyhow::Result<(PathBuf, fs::File)> {
     let path = dir.join(format!(".tmp-{}", uuid::Uuid::new_v4()));
-    let file = fs::File::create(&path).with_context(|| format!("cannot write in {}", dir.display()))?;
+    let file =
+        fs::File::create(&path).with_context(|| format!("cannot write in {}", dir.display()))?;
     Ok((path, file))
 }
 
 pub fn is_sha256(text: &str) -> bool {
-    text.len() == 64 && text.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    text.len() == 64
+        && text
+            .bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
 }

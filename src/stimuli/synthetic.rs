@@ -50,9 +50,22 @@ fn units() -> Vec<(UnitSpec, Feature)> {
         basis: "synthetic".into(),
         index: index as i32,
     };
-    let colours = (0..6).map(|i| (spec("colour", i), Feature::Colour { hue: i as f32 * 60.0 }));
-    let orientations =
-        (0..6).map(|i| (spec("orientation", i), Feature::Orientation { angle: i as f32 * 30.0 }));
+    let colours = (0..6).map(|i| {
+        (
+            spec("colour", i),
+            Feature::Colour {
+                hue: i as f32 * 60.0,
+            },
+        )
+    });
+    let orientations = (0..6).map(|i| {
+        (
+            spec("orientation", i),
+            Feature::Orientation {
+                angle: i as f32 * 30.0,
+            },
+        )
+    });
     let mixed = (0..4).map(|i| {
         let feature = Feature::Mixed {
             hue: 30.0 + i as f32 * 90.0,
@@ -136,18 +149,18 @@ impl Canvas<'_> {
     /// Draws an image of `feature` at `strength` (1 = the planted feature, 0 = its opposite) into the store.
     fn draw(&mut self, feature: Feature, strength: f32) -> anyhow::Result<String> {
         let (size, rng) = (self.size, &mut self.rng);
-    let colour_hue = match feature {
-        Feature::Colour { hue } => Some(hue),
-        Feature::Orientation { .. } => None,
-        Feature::Mixed { hue, .. } => rng.random_bool(0.5).then_some(hue),
-    };
-    let image = match (colour_hue, feature) {
-        (Some(hue), _) => colour_texture(hue + (1.0 - strength) * 180.0, size, rng),
-        (None, Feature::Orientation { angle } | Feature::Mixed { angle, .. }) => {
-            grating(angle + (1.0 - strength) * 90.0, size, rng)
-        }
-        (None, Feature::Colour { hue }) => colour_texture(hue, size, rng),
-    };
+        let colour_hue = match feature {
+            Feature::Colour { hue } => Some(hue),
+            Feature::Orientation { .. } => None,
+            Feature::Mixed { hue, .. } => rng.random_bool(0.5).then_some(hue),
+        };
+        let image = match (colour_hue, feature) {
+            (Some(hue), _) => colour_texture(hue + (1.0 - strength) * 180.0, size, rng),
+            (None, Feature::Orientation { angle } | Feature::Mixed { angle, .. }) => {
+                grating(angle + (1.0 - strength) * 90.0, size, rng)
+            }
+            (None, Feature::Colour { hue }) => colour_texture(hue, size, rng),
+        };
         let stored = self.store.put_rgb(&image)?;
         let sha = stored.sha256.clone();
         self.images.push(stored);

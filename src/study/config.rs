@@ -113,10 +113,10 @@ impl Default for Texts {
                       15 minutes. Your answers are recorded anonymously and used for research only. You may \
                       stop at any time. By clicking \"I agree\" you consent to take part."
                 .into(),
-            instructions: "Each screen shows two groups of example images, one on the left and one on the \
-                           right, and two images in the centre.\n\nChoose the centre image that matches the \
-                           examples on the right better, and say how sure you are. Use the buttons or the \
-                           keys 1 to 6.\n\nA short practice with feedback comes first."
+            instructions: "Each screen shows two groups of example images, one on each side, and two images \
+                           in the centre.\n\nChoose the centre image that matches the group marked \"Examples to \
+                           match\" better, and say how sure you are. Use the buttons or the keys 1 to 6.\n\nA short \
+                           practice with feedback comes first."
                 .into(),
             debrief: "Thank you! The images were chosen by how strongly they drive a unit of an artificial \
                       neural network; your answers tell us whether people can see what such a unit responds to."
@@ -188,8 +188,16 @@ impl StudyConfig {
             "catch_per_session",
             "cannot exceed the number of main trials",
         );
-        check((0..=60_000).contains(&self.lock_ms), "lock_ms", "must be between 0 and 60000 ms");
-        check((0..=50).contains(&self.practice.trials), "practice.trials", "must be between 0 and 50");
+        check(
+            (0..=60_000).contains(&self.lock_ms),
+            "lock_ms",
+            "must be between 0 and 60000 ms",
+        );
+        check(
+            (0..=50).contains(&self.practice.trials),
+            "practice.trials",
+            "must be between 0 and 50",
+        );
         check(
             (1..=20).contains(&self.practice.max_attempts),
             "practice.max_attempts",
@@ -201,12 +209,18 @@ impl StudyConfig {
             ("texts.debrief", &self.texts.debrief),
         ] {
             check(!text.trim().is_empty(), field, "must not be empty");
-            check(text.len() <= 20_000, field, "must be at most 20000 characters");
+            check(
+                text.len() <= 20_000,
+                field,
+                "must be at most 20000 characters",
+            );
         }
         let code = &self.completion.code;
         check(
             (1..=64).contains(&code.len())
-                && code.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_'),
+                && code
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_'),
             "completion.code",
             "must be 1 to 64 letters, digits, '-' or '_'",
         );
@@ -264,7 +278,9 @@ fn is_http_url(url: &str) -> bool {
     let rest = url
         .strip_prefix("https://")
         .or_else(|| url.strip_prefix("http://"));
-    rest.is_some_and(|r| !r.is_empty() && !r.starts_with('/') && !url.chars().any(char::is_whitespace))
+    rest.is_some_and(|r| {
+        !r.is_empty() && !r.starts_with('/') && !url.chars().any(char::is_whitespace)
+    })
 }
 
 #[cfg(test)]
@@ -306,7 +322,8 @@ mod tests {
     #[test]
     fn the_redirect_url_receives_the_code() {
         let mut config = StudyConfig::default();
-        config.completion.redirect_url = Some("https://app.prolific.com/submissions/complete?cc={code}".into());
+        config.completion.redirect_url =
+            Some("https://app.prolific.com/submissions/complete?cc={code}".into());
         assert_eq!(
             config.redirect_url().as_deref(),
             Some("https://app.prolific.com/submissions/complete?cc=MEILAB-DONE")

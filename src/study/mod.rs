@@ -23,7 +23,11 @@ pub async fn create(
     set: &StimulusSet,
 ) -> anyhow::Result<i64> {
     if let Some(error) = config.validate().first() {
-        bail!("invalid study configuration: {}: {}", error.field, error.message);
+        bail!(
+            "invalid study configuration: {}: {}",
+            error.field,
+            error.message
+        );
     }
     let study_id = db::studies::insert(conn, slug, title, status, config)
         .await

@@ -96,7 +96,11 @@ pub struct Completion {
 }
 
 /// Starts a session, or resumes the one of the same external id; `true` when new.
-pub async fn start(conn: &mut PgConnection, slug: &str, new: NewSession) -> Result<(Started, bool), AppError> {
+pub async fn start(
+    conn: &mut PgConnection,
+    slug: &str,
+    new: NewSession,
+) -> Result<(Started, bool), AppError> {
     let study = active_study(conn, slug).await?;
     let external_id = new
         .external_id
@@ -104,7 +108,10 @@ pub async fn start(conn: &mut PgConnection, slug: &str, new: NewSession) -> Resu
         .map(str::trim)
         .filter(|id| !id.is_empty());
     if external_id.is_some_and(|id| id.len() > 200) {
-        return Err(AppError::invalid("invalid_external_id", "external_id is longer than 200 characters"));
+        return Err(AppError::invalid(
+            "invalid_external_id",
+            "external_id is longer than 200 characters",
+        ));
     }
     if let Some(id) = external_id {
         if let Some(existing) = db::sessions::by_external_id(conn, study.id, id).await? {
@@ -115,8 +122,15 @@ pub async fn start(conn: &mut PgConnection, slug: &str, new: NewSession) -> Resu
     db::studies::lock(conn, study.id).await?;
     let token = hex::encode(rand::rng().random::<[u8; 32]>());
     let params = serde_json::Value::Object(new.params);
-    let Some(session_id) =
-        db::sessions::insert(conn, study.id, &token, external_id, source.as_str(), &params).await?
+    let Some(session_id) = db::sessions::insert(
+        conn,
+        study.id,
+        &token,
+        external_id,
+        source.as_str(),
+        &params,
+    )
+    .await?
     else {
         // The same external id was registered concurrently.
         let id = external_id.unwrap_or_default();
@@ -126,7 +140,10 @@ pub async fn start(conn: &mut PgConnection, slug: &str, new: NewSession) -> Resu
 
     let main = db::trials::loads(conn, study.id, TrialKind::Main).await?;
     if main.is_empty() {
-        return Err(AppError::conflict("no_trials", "this study has no trials yet"));
+        return Err(AppError::conflict(
+            "no_trials",
+            "this study has no trials yet",
+        ));
     }
     let catch = db::trials::loads(conn, study.id, TrialKind::Catch).await?;
     let config = &study.config;
@@ -177,7 +194,11 @@ async fn active_study(conn: &mut PgConnection, slug: &str) -> Result<Study, AppE
     Ok(study)
 }
 
-async fn session_and_study(conn: &mut PgConnection, token: &str, lock: bool) -> Result<(Session, Study), AppError> {
+async fn session_and_study(
+    conn: &mut PgConnection,
+    token: &str,
+    lock: bool,
+) -> Result<(Session, Study), AppError> {
     let session = if lock {
         db::sessions::by_token_for_update(conn, token).await?
     } else {
@@ -258,22 +279,34 @@ fn block(session: &Session) -> Option<(i32, i32, i32)> {
     }
 }
 
-pub async fn next_trial(conn: &mut PgConnection, token: &str) -> Result<Option<TrialView>, AppError> {
+pub async fn next_trial(
+    conn: &mut PgConnection,
+    token: &str,
+) -> Result<Option<TrialView>, AppError> {
     let (session, study) = session_and_study(conn, token, false).await?;
     let Some((from, to, attempt)) = block(&session) else {
         return Ok(None);
     };
-    let Some(trial) = db::sessions::next_unanswered(conn, session.id, from, to, attempt).await? else {
+    let Some(trial) = db::sessions::next_unanswered(conn, session.id, from, to, attempt).await?
+    else {
         return Ok(None);
     };
     let progress = db::sessions::progress(conn, session.id, 0, session.main_total, 0).await?;
     let url = |sha: &String| format!("/img/{sha}");
     let (max, min) = (url(&trial.max_query), url(&trial.min_query));
-    let queries = if trial.max_first { [max, min] } else { [min, max] };
+    let queries = if trial.max_first {
+        [max, min]
+    } else {
+        [min, max]
+    };
     Ok(Some(TrialView {
         position: trial.position,
         // Catch trials look like any other trial.
-        kind: if trial.kind == "practice" { "practice" } else { "main" },
+        kind: if trial.kind == "practice" {
+            "practice"
+        } else {
+            "main"
+        },
         min_refs: trial.min_refs.iter().map(url).collect(),
         max_refs: trial.max_refs.iter().map(url).collect(),
         queries,
@@ -285,7 +318,11 @@ pub async fn next_trial(conn: &mut PgConnection, token: &str) -> Result<Option<T
     }))
 }
 
-pub async fn respond(conn: &mut PgConnection, token: &str, answer: Answer) -> Result<Reply, AppError> {
+pub async fn respond(
+    conn: &mut PgConnection,
+    token: &str,
+    answer: Answer,
+) -> Result<Reply, AppError> {
     check_answer(&answer)?;
     let (session, study) = session_and_study(conn, token, true).await?;
 
@@ -305,14 +342,24 @@ pub async fn respond(conn: &mut PgConnection, token: &str, answer: Answer) -> Re
     let Some((from, to, attempt)) = block(&session) else {
         return Err(AppError::conflict(
             "wrong_stage",
-            format!("the session is at the {} stage and takes no answers", session.stage),
+            format!(
+                "the session is at the {} stage and takes no answers",
+                session.stage
+            ),
         ));
     };
-    let Some(max_first) = db::sessions::max_first_at(conn, session.id, answer.position).await? else {
-        return Err(AppError::invalid("unknown_position", "no trial is assigned at this position"));
+    let Some(max_first) = db::sessions::max_first_at(conn, session.id, answer.position).await?
+    else {
+        return Err(AppError::invalid(
+            "unknown_position",
+            "no trial is assigned at this position",
+        ));
     };
     if db::responses::exists_at(conn, session.id, answer.position).await? {
-        return Err(AppError::conflict("already_answered", "this trial was already answered"));
+        return Err(AppError::conflict(
+            "already_answered",
+            "this trial was already answered",
+        ));
     }
     let expected = db::sessions::next_unanswered(conn, session.id, from, to, attempt).await?;
     if expected.as_ref().map(|t| t.position) != Some(answer.position) {
@@ -346,7 +393,10 @@ pub async fn respond(conn: &mut PgConnection, token: &str, answer: Answer) -> Re
     if progress.answered == progress.assigned {
         if in_practice {
             let all_correct = progress.correct == progress.assigned;
-            practice_round = Some(PracticeRound { attempt, all_correct });
+            practice_round = Some(PracticeRound {
+                attempt,
+                all_correct,
+            });
             if all_correct || i64::from(attempt) >= study.config.practice.max_attempts {
                 next_stage = stage::TRIALS.into();
             } else {
@@ -362,7 +412,9 @@ pub async fn respond(conn: &mut PgConnection, token: &str, answer: Answer) -> Re
     }
     let next_position = match next_stage.as_str() {
         stage::PRACTICE => db::sessions::next_unanswered(conn, session.id, from, to, round).await?,
-        stage::TRIALS => db::sessions::next_unanswered(conn, session.id, 0, session.main_total, 0).await?,
+        stage::TRIALS => {
+            db::sessions::next_unanswered(conn, session.id, 0, session.main_total, 0).await?
+        }
         _ => None,
     }
     .map(|t| t.position);
@@ -379,26 +431,47 @@ pub async fn respond(conn: &mut PgConnection, token: &str, answer: Answer) -> Re
 
 fn check_answer(answer: &Answer) -> Result<(), AppError> {
     if answer.position < 0 {
-        return Err(AppError::invalid("invalid_position", "position must not be negative"));
+        return Err(AppError::invalid(
+            "invalid_position",
+            "position must not be negative",
+        ));
     }
     if !(0..=1).contains(&answer.chosen) {
         return Err(AppError::invalid("invalid_choice", "chosen must be 0 or 1"));
     }
     if !(1..=3).contains(&answer.confidence) {
-        return Err(AppError::invalid("invalid_confidence", "confidence must be 1, 2 or 3"));
+        return Err(AppError::invalid(
+            "invalid_confidence",
+            "confidence must be 1, 2 or 3",
+        ));
     }
     if !(0..=3_600_000).contains(&answer.rt_ms) {
-        return Err(AppError::invalid("invalid_rt", "rt_ms must be between 0 and 3600000"));
+        return Err(AppError::invalid(
+            "invalid_rt",
+            "rt_ms must be between 0 and 3600000",
+        ));
     }
     Ok(())
 }
 
 /// Ends the session after the debrief; finishing again returns the same code.
-pub async fn finish(conn: &mut PgConnection, token: &str, feedback: Option<String>) -> Result<Completion, AppError> {
+pub async fn finish(
+    conn: &mut PgConnection,
+    token: &str,
+    feedback: Option<String>,
+) -> Result<Completion, AppError> {
     let (session, study) = session_and_study(conn, token, true).await?;
-    let feedback = feedback.map(|f| f.trim().to_string()).filter(|f| !f.is_empty());
-    if feedback.as_ref().is_some_and(|f| f.chars().count() > MAX_FEEDBACK_LEN) {
-        return Err(AppError::invalid("feedback_too_long", "feedback is limited to 5000 characters"));
+    let feedback = feedback
+        .map(|f| f.trim().to_string())
+        .filter(|f| !f.is_empty());
+    if feedback
+        .as_ref()
+        .is_some_and(|f| f.chars().count() > MAX_FEEDBACK_LEN)
+    {
+        return Err(AppError::invalid(
+            "feedback_too_long",
+            "feedback is limited to 5000 characters",
+        ));
     }
     let code = match session.stage.as_str() {
         stage::DEBRIEF => {
@@ -406,7 +479,9 @@ pub async fn finish(conn: &mut PgConnection, token: &str, feedback: Option<Strin
             db::sessions::complete(conn, session.id, &code, feedback.as_deref()).await?;
             code
         }
-        stage::COMPLETE => session.completion_code.unwrap_or(study.config.completion.code.clone()),
+        stage::COMPLETE => session
+            .completion_code
+            .unwrap_or(study.config.completion.code.clone()),
         other => {
             return Err(AppError::conflict(
                 "wrong_stage",

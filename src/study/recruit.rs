@@ -103,9 +103,15 @@ mod tests {
     #[test]
     fn mturk_and_sona_are_recognised() {
         let mturk = Recruitment::from_query(&query(&[("workerId", "A1"), ("hitId", "H")]));
-        assert_eq!((mturk.source, mturk.params["hitId"].as_str()), (Source::Mturk, Some("H")));
+        assert_eq!(
+            (mturk.source, mturk.params["hitId"].as_str()),
+            (Source::Mturk, Some("H"))
+        );
         let sona = Recruitment::from_query(&query(&[("id", "123")]));
-        assert_eq!((sona.source, sona.external_id.as_deref()), (Source::Sona, Some("123")));
+        assert_eq!(
+            (sona.source, sona.external_id.as_deref()),
+            (Source::Sona, Some("123"))
+        );
     }
 
     #[test]

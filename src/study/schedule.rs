@@ -52,7 +52,8 @@ pub fn session_schedule(
         .filter_map(|(_, _, trials)| least_served(&trials, rng))
         .collect();
 
-    let mut catch: Vec<(i64, u64, TrialLoad)> = catch.iter().map(|t| (t.served, rng.random(), *t)).collect();
+    let mut catch: Vec<(i64, u64, TrialLoad)> =
+        catch.iter().map(|t| (t.served, rng.random(), *t)).collect();
     catch.sort_by_key(|(served, key, _)| (*served, *key));
     let mut catch_units = Vec::new();
     let (distinct, repeats): (Vec<_>, Vec<_>) = catch.into_iter().partition(|(_, _, t)| {
@@ -60,7 +61,13 @@ pub fn session_schedule(
         catch_units.push(t.unit_id);
         fresh
     });
-    chosen.extend(distinct.iter().chain(&repeats).take(n_catch).map(|(_, _, t)| t.trial_id));
+    chosen.extend(
+        distinct
+            .iter()
+            .chain(&repeats)
+            .take(n_catch)
+            .map(|(_, _, t)| t.trial_id),
+    );
 
     chosen.shuffle(rng);
     chosen
@@ -113,11 +120,20 @@ mod tests {
     #[test]
     fn a_session_gets_distinct_units_and_its_catch_trials() {
         let main = loads(10, 3, |_| 0);
-        let catch: Vec<TrialLoad> = (100..105).map(|i| TrialLoad { trial_id: i, unit_id: i, served: 0 }).collect();
+        let catch: Vec<TrialLoad> = (100..105)
+            .map(|i| TrialLoad {
+                trial_id: i,
+                unit_id: i,
+                served: 0,
+            })
+            .collect();
         let slots = session_schedule(&main, &catch, 6, 2, &mut rng_for(1, 1, 0));
         assert_eq!(slots.len(), 8);
-        let units: std::collections::HashSet<i64> =
-            slots.iter().filter(|s| s.trial_id < 100).map(|s| s.trial_id / 3).collect();
+        let units: std::collections::HashSet<i64> = slots
+            .iter()
+            .filter(|s| s.trial_id < 100)
+            .map(|s| s.trial_id / 3)
+            .collect();
         assert_eq!(units.len(), 6);
         assert_eq!(slots.iter().filter(|s| s.trial_id >= 100).count(), 2);
     }
@@ -143,6 +159,9 @@ mod tests {
     #[test]
     fn fewer_units_than_trials_gives_every_unit_once() {
         let main = loads(3, 2, |_| 0);
-        assert_eq!(session_schedule(&main, &[], 40, 0, &mut rng_for(0, 0, 0)).len(), 3);
+        assert_eq!(
+            session_schedule(&main, &[], 40, 0, &mut rng_for(0, 0, 0)).len(),
+            3
+        );
     }
 }

@@ -5,8 +5,16 @@ use actix_web::{web, HttpResponse};
 use crate::error::AppError;
 
 const FILES: &[(&str, &str, &str)] = &[
-    ("participant.js", "text/javascript; charset=utf-8", include_str!("../../static/participant.js")),
-    ("style.css", "text/css; charset=utf-8", include_str!("../../static/style.css")),
+    (
+        "participant.js",
+        "text/javascript; charset=utf-8",
+        include_str!("../../static/participant.js"),
+    ),
+    (
+        "style.css",
+        "text/css; charset=utf-8",
+        include_str!("../../static/style.css"),
+    ),
 ];
 
 pub fn configure(cfg: &mut web::ServiceConfig) {

@@ -14,10 +14,9 @@ async fn image(
     sha256: web::Path<String>,
     request: HttpRequest,
 ) -> Result<HttpResponse, AppError> {
-    let path = state
-        .store
-        .path(&sha256)
-        .ok_or_else(|| AppError::BadRequest("an image is named by its lowercase hex SHA-256".into()))?;
+    let path = state.store.path(&sha256).ok_or_else(|| {
+        AppError::BadRequest("an image is named by its lowercase hex SHA-256".into())
+    })?;
     let etag = format!("\"{sha256}\"");
     let cache = ("Cache-Control", "public, max-age=31536000, immutable");
     if request

@@ -31,7 +31,9 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.app_data(
         web::JsonConfig::default()
             .limit(MAX_JSON_BYTES)
-            .error_handler(|err, _| AppError::BadRequest(format!("invalid JSON body: {err}")).into()),
+            .error_handler(|err, _| {
+                AppError::BadRequest(format!("invalid JSON body: {err}")).into()
+            }),
     )
     .app_data(web::PayloadConfig::default().limit(MAX_JSON_BYTES))
     .app_data(

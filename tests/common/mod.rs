@@ -31,7 +31,9 @@ async fn server_options() -> PgConnectOptions {
     SERVER
         .get_or_init(|| async {
             match std::env::var("DATABASE_URL") {
-                Ok(url) => PgConnectOptions::from_str(&url).expect("DATABASE_URL is a PostgreSQL URL"),
+                Ok(url) => {
+                    PgConnectOptions::from_str(&url).expect("DATABASE_URL is a PostgreSQL URL")
+                }
                 Err(_) => {
                     let root = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("postgres");
                     let cluster = tokio::task::spawn_blocking(move || PrivateCluster::start(&root))
@@ -97,10 +99,12 @@ impl TestApp {
     /// An active study of the synthetic calibration stimuli; returns its id.
     pub async fn create_synthetic_study(&self, slug: &str, config: StudyConfig) -> i64 {
         let store = self.store.clone();
-        let set = tokio::task::spawn_blocking(move || synthetic::build(&store, &SyntheticOptions::default()))
-            .await
-            .expect("drawing panicked")
-            .expect("synthetic stimuli are drawn");
+        let set = tokio::task::spawn_blocking(move || {
+            synthetic::build(&store, &SyntheticOptions::default())
+        })
+        .await
+        .expect("drawing panicked")
+        .expect("synthetic stimuli are drawn");
         let mut tx = self.pool.begin().await.expect("begin");
         let id = study::create(&mut tx, slug, "Test study", "active", &config, &set)
             .await
@@ -123,11 +127,18 @@ impl TestApp {
     }
 
     pub async fn get(&self, path: &str) -> reqwest::Response {
-        self.client.get(self.url(path)).send().await.expect("request is sent")
+        self.client
+            .get(self.url(path))
+            .send()
+            .await
+            .expect("request is sent")
     }
 
     pub async fn count(&self, sql: &'static str) -> i64 {
-        sqlx::query_scalar(sql).fetch_one(&self.pool).await.expect("count query")
+        sqlx::query_scalar(sql)
+            .fetch_one(&self.pool)
+            .await
+            .expect("count query")
     }
 }
 
@@ -140,14 +151,19 @@ pub struct Participant<'a> {
 impl TestApp {
     /// Starts (or resumes) a session; returns the status and the JSON reply.
     pub async fn join(&self, slug: &str, body: serde_json::Value) -> (u16, serde_json::Value) {
-        let response = self.post(&format!("/api/v1/studies/{slug}/sessions"), body).await;
+        let response = self
+            .post(&format!("/api/v1/studies/{slug}/sessions"), body)
+            .await;
         let status = response.status().as_u16();
         (status, response.json().await.expect("JSON reply"))
     }
 
     pub async fn participant(&self, slug: &str, body: serde_json::Value) -> Participant<'_> {
         let (status, reply) = self.join(slug, body).await;
-        assert!(status == 201 || status == 200, "session start failed: {status} {reply}");
+        assert!(
+            status == 201 || status == 200,
+            "session start failed: {status} {reply}"
+        );
         Participant {
             app: self,
             token: reply["token"].as_str().expect("token").to_string(),
@@ -161,13 +177,31 @@ impl Participant<'_> {
     }
 
     pub async fn stage(&self) -> String {
-        let state: serde_json::Value = self.app.get(&self.path("")).await.json().await.expect("JSON");
+        let state: serde_json::Value = self
+            .app
+            .get(&self.path(""))
+            .await
+            .json()
+            .await
+            .expect("JSON");
         state["stage"].as_str().expect("stage").to_string()
     }
 
     pub async fn consent_and_read_instructions(&self) {
-        assert_eq!(self.app.post(&self.path("/consent"), serde_json::json!({})).await.status(), 200);
-        assert_eq!(self.app.post(&self.path("/instructions"), serde_json::json!({})).await.status(), 200);
+        assert_eq!(
+            self.app
+                .post(&self.path("/consent"), serde_json::json!({}))
+                .await
+                .status(),
+            200
+        );
+        assert_eq!(
+            self.app
+                .post(&self.path("/instructions"), serde_json::json!({}))
+                .await
+                .status(),
+            200
+        );
     }
 
     pub async fn next_trial(&self) -> Option<serde_json::Value> {

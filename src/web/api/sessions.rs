@@ -13,7 +13,10 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.route("/studies/{slug}/sessions", web::post().to(create))
         .route("/sessions/{token}", web::get().to(show))
         .route("/sessions/{token}/consent", web::post().to(consent))
-        .route("/sessions/{token}/instructions", web::post().to(instructions))
+        .route(
+            "/sessions/{token}/instructions",
+            web::post().to(instructions),
+        )
         .route("/sessions/{token}/trials/next", web::get().to(next_trial))
         .route("/sessions/{token}/responses", web::post().to(respond))
         .route("/sessions/{token}/finish", web::post().to(finish));
@@ -35,27 +38,39 @@ async fn create(
     })
 }
 
-async fn show(state: web::Data<AppState>, token: web::Path<String>) -> Result<HttpResponse, AppError> {
+async fn show(
+    state: web::Data<AppState>,
+    token: web::Path<String>,
+) -> Result<HttpResponse, AppError> {
     let mut conn = state.pool.acquire().await?;
     let session = participation::state(&mut conn, &token).await?;
     Ok(HttpResponse::Ok().json(session))
 }
 
-async fn consent(state: web::Data<AppState>, token: web::Path<String>) -> Result<HttpResponse, AppError> {
+async fn consent(
+    state: web::Data<AppState>,
+    token: web::Path<String>,
+) -> Result<HttpResponse, AppError> {
     let mut tx = state.pool.begin().await?;
     let stage = participation::consent(&mut tx, &token).await?;
     tx.commit().await?;
     Ok(HttpResponse::Ok().json(json!({ "stage": stage })))
 }
 
-async fn instructions(state: web::Data<AppState>, token: web::Path<String>) -> Result<HttpResponse, AppError> {
+async fn instructions(
+    state: web::Data<AppState>,
+    token: web::Path<String>,
+) -> Result<HttpResponse, AppError> {
     let mut tx = state.pool.begin().await?;
     let stage = participation::finish_instructions(&mut tx, &token).await?;
     tx.commit().await?;
     Ok(HttpResponse::Ok().json(json!({ "stage": stage })))
 }
 
-async fn next_trial(state: web::Data<AppState>, token: web::Path<String>) -> Result<HttpResponse, AppError> {
+async fn next_trial(
+    state: web::Data<AppState>,
+    token: web::Path<String>,
+) -> Result<HttpResponse, AppError> {
     let mut conn = state.pool.acquire().await?;
     Ok(match participation::next_trial(&mut conn, &token).await? {
         Some(trial) => HttpResponse::Ok()
@@ -99,5 +114,6 @@ fn optional_json<T: for<'de> Deserialize<'de> + Default>(body: &[u8]) -> Result<
     if body.iter().all(u8::is_ascii_whitespace) {
         return Ok(T::default());
     }
-    serde_json::from_slice(body).map_err(|e| AppError::BadRequest(format!("invalid JSON body: {e}")))
+    serde_json::from_slice(body)
+        .map_err(|e| AppError::BadRequest(format!("invalid JSON body: {e}")))
 }

@@ -46,7 +46,8 @@ pub async fn show(
             StatusCode::OK,
             &ErrorPage {
                 title: "This study is not open right now",
-                message: "Thank you for your interest. The study is paused or closed at the moment; \
+                message:
+                    "Thank you for your interest. The study is paused or closed at the moment; \
                           please try again later or contact the researchers.",
             },
         );
