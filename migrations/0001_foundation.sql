@@ -50,7 +50,8 @@ CREATE TABLE sessions (
     id                      BIGSERIAL PRIMARY KEY,
     token                   TEXT NOT NULL UNIQUE CHECK (token ~ '^[0-9a-f]{64}$'),
     study_id                BIGINT NOT NULL REFERENCES studies (id) ON DELETE CASCADE,
-    external_id             TEXT CHECK (length(external_id) BETWEEN 1 AND 200),
+    -- HMAC-SHA256 of (study, external id) under the server secret: one participation per id, no raw ids kept.
+    external_id_hash        TEXT CHECK (external_id_hash ~ '^[0-9a-f]{64}$'),
     source                  TEXT NOT NULL CHECK (source IN ('prolific', 'mturk', 'sona', 'link')),
     params                  JSONB NOT NULL DEFAULT '{}',
     stage                   TEXT NOT NULL DEFAULT 'consent'
@@ -68,7 +69,8 @@ CREATE TABLE sessions (
     excluded                BOOLEAN NOT NULL DEFAULT false,
     exclusion_reasons       JSONB NOT NULL DEFAULT '[]'
 );
-CREATE UNIQUE INDEX sessions_one_per_external_id ON sessions (study_id, external_id) WHERE external_id IS NOT NULL;
+CREATE UNIQUE INDEX sessions_one_per_external_id ON sessions (study_id, external_id_hash)
+    WHERE external_id_hash IS NOT NULL;
 
 -- Main and catch trials take positions 0..main_total-1 at session start; practice rounds are appended after them.
 CREATE TABLE assignments (

@@ -3,8 +3,13 @@
 
 use std::path::{Path, PathBuf};
 
+use std::io::Write;
+use std::os::unix::fs::OpenOptionsExt;
+
 use anyhow::Context;
-use secrecy::SecretString;
+use secrecy::{ExposeSecret, SecretString};
+
+use crate::study::recruit::ParticipantKey;
 use serde::Deserialize;
 
 #[derive(Debug, Clone, Deserialize)]
@@ -21,6 +26,8 @@ pub struct Settings {
     pub db_pool_size: u32,
     /// `text` (default) or `json` logs.
     pub log_format: String,
+    /// Keys the pseudonyms of participants' external ids; default: generated once into `data_dir/secret.key`.
+    pub secret: Option<SecretString>,
 }
 
 impl Settings {
@@ -42,6 +49,30 @@ impl Settings {
             .build()
             .and_then(|c| c.try_deserialize())
             .context("invalid configuration")
+    }
+
+    /// The configured secret, or the one kept in the data directory (created on first use, owner-only).
+    pub fn participant_key(&self) -> anyhow::Result<ParticipantKey> {
+        if let Some(secret) = &self.secret {
+            return Ok(ParticipantKey::new(secret.expose_secret().as_bytes()));
+        }
+        let path = self.data_dir.join("secret.key");
+        if !path.exists() {
+            std::fs::create_dir_all(&self.data_dir)
+                .with_context(|| format!("cannot create {}", self.data_dir.display()))?;
+            let secret = hex::encode(rand::random::<[u8; 32]>());
+            let mut file = std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .open(&path)
+                .with_context(|| format!("cannot create {}", path.display()))?;
+            file.write_all(secret.as_bytes())?;
+            file.sync_all()?;
+        }
+        let secret = std::fs::read_to_string(&path)
+            .with_context(|| format!("cannot read {}", path.display()))?;
+        Ok(ParticipantKey::new(secret.trim().as_bytes()))
     }
 
     pub fn public_url(&self) -> String {

@@ -27,6 +27,10 @@ async fn a_session_is_created_resumed_and_refused_after_completion() {
     let (status, again) = app.join("s1", who.clone()).await;
     assert_eq!(status, 200);
     assert_eq!(again["token"], first["token"]);
+    let raw_ids = app
+        .count("SELECT count(*) FROM sessions WHERE external_id_hash LIKE '%P-1%' OR params::text LIKE '%P-1%'")
+        .await;
+    assert_eq!(raw_ids, 0, "the raw external id is stored");
 
     let p = app.participant("s1", who.clone()).await;
     p.consent_and_read_instructions().await;

@@ -374,12 +374,16 @@ fn key_for(chosen: bool, variant: usize) -> u8 {
 }
 
 async fn session_id(app: &TestApp, external_id: &str) -> i64 {
-    sqlx::query("SELECT id FROM sessions WHERE external_id = $1")
-        .bind(external_id)
+    // Sessions keep only the keyed pseudonym of the external id.
+    let study: i64 = sqlx::query_scalar("SELECT id FROM studies")
+        .fetch_one(&app.pool)
+        .await
+        .expect("one study");
+    sqlx::query_scalar("SELECT id FROM sessions WHERE external_id_hash = $1")
+        .bind(app.key.pseudonym(study, external_id))
         .fetch_one(&app.pool)
         .await
         .expect("the session exists")
-        .get("id")
 }
 
 /// Whether the query shown on top at `position` is the max one (read from the database, never the page).

@@ -35,6 +35,7 @@ pub(super) async fn serve_until_stopped(
     let state = AppState {
         pool: database.pool.clone(),
         store: ImageStore::new(settings.data_dir.join("images")),
+        key: settings.participant_key()?,
     };
     let server = web::serve(listener, state)?;
     tracing::info!(url = %settings.public_url(), "serving");

@@ -20,18 +20,18 @@ pub async fn insert(
     conn: &mut PgConnection,
     study_id: i64,
     token: &str,
-    external_id: Option<&str>,
+    external_id_hash: Option<&str>,
     source: &str,
     params: &serde_json::Value,
 ) -> sqlx::Result<Option<i64>> {
     sqlx::query_scalar!(
-        "INSERT INTO sessions (study_id, token, external_id, source, params, main_total)
+        "INSERT INTO sessions (study_id, token, external_id_hash, source, params, main_total)
          VALUES ($1, $2, $3, $4, $5, 0)
-         ON CONFLICT (study_id, external_id) WHERE external_id IS NOT NULL DO NOTHING
+         ON CONFLICT (study_id, external_id_hash) WHERE external_id_hash IS NOT NULL DO NOTHING
          RETURNING id",
         study_id,
         token,
-        external_id,
+        external_id_hash,
         source,
         params
     )
@@ -42,14 +42,14 @@ pub async fn insert(
 pub async fn by_external_id(
     conn: &mut PgConnection,
     study_id: i64,
-    external_id: &str,
+    external_id_hash: &str,
 ) -> sqlx::Result<Option<Session>> {
     sqlx::query_as!(
         Session,
         "SELECT id, token, study_id, stage, main_total, practice_attempts, completion_code
-         FROM sessions WHERE study_id = $1 AND external_id = $2",
+         FROM sessions WHERE study_id = $1 AND external_id_hash = $2",
         study_id,
-        external_id
+        external_id_hash
     )
     .fetch_optional(conn)
     .await

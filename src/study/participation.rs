@@ -11,7 +11,7 @@ use uuid::Uuid;
 use crate::db::{self, sessions::Session, studies::Study};
 use crate::error::AppError;
 use crate::stimuli::TrialKind;
-use crate::study::recruit::Source;
+use crate::study::recruit::{ParticipantKey, Source};
 use crate::study::schedule::{self, practice_round, session_schedule};
 
 pub mod stage {
@@ -98,6 +98,7 @@ pub struct Completion {
 /// Starts a session, or resumes the one of the same external id; `true` when new.
 pub async fn start(
     conn: &mut PgConnection,
+    key: &ParticipantKey,
     slug: &str,
     new: NewSession,
 ) -> Result<(Started, bool), AppError> {
@@ -113,7 +114,8 @@ pub async fn start(
             "external_id is longer than 200 characters",
         ));
     }
-    if let Some(id) = external_id {
+    let external_id = external_id.map(|id| key.pseudonym(study.id, id));
+    if let Some(id) = &external_id {
         if let Some(existing) = db::sessions::by_external_id(conn, study.id, id).await? {
             return resume(existing);
         }
@@ -126,7 +128,7 @@ pub async fn start(
         conn,
         study.id,
         &token,
-        external_id,
+        external_id.as_deref(),
         source.as_str(),
         &params,
     )
@@ -134,7 +136,7 @@ pub async fn start(
     else {
         // The same external id was registered concurrently.
         let id = external_id.unwrap_or_default();
-        let existing = db::sessions::by_external_id(conn, study.id, id).await?;
+        let existing = db::sessions::by_external_id(conn, study.id, &id).await?;
         return resume(existing.ok_or_else(|| AppError::NotFound("session vanished".into()))?);
     };
 

@@ -1,8 +1,30 @@
 //! Recruitment platforms: which URL parameters name the participant and which are kept with the session.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
+use hmac::{Hmac, Mac};
 use serde::{Deserialize, Serialize};
+use sha2::Sha256;
+
+/// The server secret that turns external ids into per-study pseudonyms (HMAC-SHA256), so raw
+/// recruitment-platform ids are never stored.
+#[derive(Clone)]
+pub struct ParticipantKey(Arc<[u8]>);
+
+impl ParticipantKey {
+    pub fn new(secret: &[u8]) -> Self {
+        Self(secret.into())
+    }
+
+    pub fn pseudonym(&self, study_id: i64, external_id: &str) -> String {
+        let mut mac = <Hmac<Sha256> as hmac::digest::KeyInit>::new_from_slice(&self.0)
+            .unwrap_or_else(|_| unreachable!("HMAC takes keys of any length"));
+        mac.update(&study_id.to_be_bytes());
+        mac.update(external_id.as_bytes());
+        hex::encode(mac.finalize().into_bytes())
+    }
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -84,6 +106,16 @@ mod tests {
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect()
+    }
+
+    #[test]
+    fn pseudonyms_are_stable_per_study_and_unlinkable_across_studies() {
+        let key = ParticipantKey::new(b"server secret");
+        let p = key.pseudonym(1, "5f1a");
+        assert_eq!(p, key.pseudonym(1, "5f1a"));
+        assert_ne!(p, key.pseudonym(2, "5f1a"));
+        assert_ne!(p, ParticipantKey::new(b"other").pseudonym(1, "5f1a"));
+        assert!(p.len() == 64 && !p.contains("5f1a"));
     }
 
     #[test]

@@ -16,6 +16,7 @@ use tracing_actix_web::TracingLogger;
 
 use crate::error::AppError;
 use crate::stimuli::store::ImageStore;
+use crate::study::recruit::ParticipantKey;
 
 /// Request bodies larger than this are refused before they are read.
 const MAX_JSON_BYTES: usize = 64 * 1024;
@@ -24,6 +25,7 @@ const MAX_JSON_BYTES: usize = 64 * 1024;
 pub struct AppState {
     pub pool: PgPool,
     pub store: ImageStore,
+    pub key: ParticipantKey,
 }
 
 /// Every route of the application, area by area.

@@ -14,6 +14,7 @@ use tokio::sync::OnceCell;
 use meilab::db::cluster::PrivateCluster;
 use meilab::stimuli::store::ImageStore;
 use meilab::stimuli::synthetic::{self, SyntheticOptions};
+use meilab::study::recruit::ParticipantKey;
 use meilab::study::{self, StudyConfig};
 use meilab::web::{self, AppState};
 
@@ -22,6 +23,7 @@ pub struct TestApp {
     pub pool: PgPool,
     pub store: ImageStore,
     pub client: reqwest::Client,
+    pub key: ParticipantKey,
     _data_dir: tempfile::TempDir,
 }
 
@@ -77,11 +79,13 @@ pub async fn spawn_app() -> TestApp {
     let store = ImageStore::new(data_dir.path().join("images"));
     let listener = TcpListener::bind("127.0.0.1:0").expect("bind a free port");
     let port = listener.local_addr().expect("local address").port();
+    let key = ParticipantKey::new(&rand::random::<[u8; 32]>());
     let server = web::serve(
         listener,
         AppState {
             pool: pool.clone(),
             store: store.clone(),
+            key: key.clone(),
         },
     )
     .expect("server starts");
@@ -91,6 +95,7 @@ pub async fn spawn_app() -> TestApp {
         pool,
         store,
         client: reqwest::Client::new(),
+        key,
         _data_dir: data_dir,
     }
 }

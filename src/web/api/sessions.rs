@@ -29,7 +29,7 @@ async fn create(
 ) -> Result<HttpResponse, AppError> {
     let new: NewSession = optional_json(&body)?;
     let mut tx = state.pool.begin().await?;
-    let (started, created) = participation::start(&mut tx, &slug, new).await?;
+    let (started, created) = participation::start(&mut tx, &state.key, &slug, new).await?;
     tx.commit().await?;
     Ok(if created {
         HttpResponse::Created().json(started)
