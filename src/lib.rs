@@ -1,3 +1,4 @@
+pub mod analysis;
 pub mod cli;
 pub mod config;
 pub mod db;
