@@ -261,3 +261,65 @@ pub async fn max_first_at(
     .fetch_optional(conn)
     .await
 }
+
+/// What the exclusion rules need to know of a session.
+pub async fn exclusion_summary(
+    conn: &mut PgConnection,
+    session_id: i64,
+) -> sqlx::Result<crate::study::exclusion::SessionSummary> {
+    let row = sqlx::query!(
+        r#"SELECT
+             count(r.response_id) FILTER (WHERE t.kind = 'catch') AS "catch_total!",
+             count(r.response_id) FILTER (WHERE t.kind = 'catch' AND r.correct) AS "catch_correct!",
+             count(r.response_id) FILTER (WHERE t.kind = 'main' AND r.chosen = 0) AS "chose_first!",
+             count(r.response_id) FILTER (WHERE t.kind = 'main' AND r.chosen = 1) AS "chose_second!",
+             extract(epoch FROM s.instructions_done_at - s.consented_at)::float8 AS instructions_secs,
+             extract(epoch FROM coalesce(s.completed_at, now()) - s.created_at)::float8 AS total_secs,
+             s.practice_attempts
+           FROM sessions s
+           LEFT JOIN assignments a ON a.session_id = s.id
+           LEFT JOIN trials t ON t.id = a.trial_id
+           LEFT JOIN responses r ON r.session_id = a.session_id AND r.position = a.position
+           WHERE s.id = $1
+           GROUP BY s.id"#,
+        session_id
+    )
+    .fetch_one(conn)
+    .await?;
+    Ok(crate::study::exclusion::SessionSummary {
+        catch_total: row.catch_total,
+        catch_correct: row.catch_correct,
+        chose_first: row.chose_first,
+        chose_second: row.chose_second,
+        instructions_secs: row.instructions_secs,
+        total_secs: row.total_secs,
+        practice_attempts: i64::from(row.practice_attempts),
+    })
+}
+
+pub async fn set_exclusion(
+    conn: &mut PgConnection,
+    session_id: i64,
+    excluded: bool,
+    checks: &serde_json::Value,
+) -> sqlx::Result<()> {
+    sqlx::query!(
+        "UPDATE sessions SET excluded = $2, exclusion_reasons = $3 WHERE id = $1",
+        session_id,
+        excluded,
+        checks
+    )
+    .execute(conn)
+    .await
+    .map(|_| ())
+}
+
+/// Completed sessions of a study, for re-evaluating exclusion after its thresholds changed.
+pub async fn completed_ids(conn: &mut PgConnection, study_id: i64) -> sqlx::Result<Vec<i64>> {
+    sqlx::query_scalar!(
+        "SELECT id FROM sessions WHERE study_id = $1 AND stage = 'complete' ORDER BY id",
+        study_id
+    )
+    .fetch_all(conn)
+    .await
+}

@@ -1,6 +1,7 @@
 //! Studies: configuration, recruitment, scheduling and the participant's path through a session.
 
 pub mod config;
+pub mod exclusion;
 pub mod participation;
 pub mod recruit;
 pub mod schedule;

@@ -11,6 +11,7 @@ use uuid::Uuid;
 use crate::db::{self, sessions::Session, studies::Study};
 use crate::error::AppError;
 use crate::stimuli::TrialKind;
+use crate::study::exclusion;
 use crate::study::recruit::{ParticipantKey, Source};
 use crate::study::schedule::{self, practice_round, session_schedule};
 
@@ -479,6 +480,7 @@ pub async fn finish(
         stage::DEBRIEF => {
             let code = study.config.completion.code.clone();
             db::sessions::complete(conn, session.id, &code, feedback.as_deref()).await?;
+            exclusion::apply(conn, session.id, &study.config.exclusion).await?;
             code
         }
         stage::COMPLETE => session

@@ -1,0 +1,237 @@
+//! Session exclusion (DESIGN 1.3): each rule checked against the study's thresholds, with its detail kept.
+//! One participation per external id and study is not a check here: the schema's unique key enforces it.
+
+use serde::{Deserialize, Serialize};
+
+use super::config::ExclusionThresholds;
+
+/// What a finished session did, as the rules need it.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct SessionSummary {
+    pub catch_total: i64,
+    pub catch_correct: i64,
+    /// Main and catch answers that chose the query shown first / second.
+    pub chose_first: i64,
+    pub chose_second: i64,
+    pub instructions_secs: Option<f64>,
+    pub total_secs: Option<f64>,
+    pub practice_attempts: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Check {
+    pub rule: String,
+    pub passed: bool,
+    pub detail: String,
+}
+
+impl SessionSummary {
+    pub fn evaluate(&self, t: &ExclusionThresholds) -> Vec<Check> {
+        let check = |rule: &str, passed: bool, detail: String| Check {
+            rule: rule.into(),
+            passed,
+            detail,
+        };
+        let catch_accuracy =
+            (self.catch_total > 0).then(|| self.catch_correct as f64 / self.catch_total as f64);
+        let fewest = self.chose_first.min(self.chose_second);
+        let seconds =
+            |s: Option<f64>| s.map_or("not recorded".to_string(), |s| format!("{s:.1} s"));
+        vec![
+            check(
+                "catch_accuracy",
+                catch_accuracy.is_none_or(|a| a >= t.min_catch_accuracy),
+                match catch_accuracy {
+                    Some(a) => format!(
+                        "{} of {} catch trials correct ({a:.2}; at least {:.2} needed)",
+                        self.catch_correct, self.catch_total, t.min_catch_accuracy
+                    ),
+                    None => "no catch trials".into(),
+                },
+            ),
+            check(
+                "answers_per_position",
+                fewest >= t.min_answers_per_position,
+                format!(
+                    "chose the upper query {} and the lower {} times (at least {} each needed)",
+                    self.chose_first, self.chose_second, t.min_answers_per_position
+                ),
+            ),
+            check(
+                "instructions_time",
+                self.instructions_secs
+                    .is_some_and(|s| s >= t.min_instructions_secs),
+                format!(
+                    "{} on the instructions (at least {} s needed)",
+                    seconds(self.instructions_secs),
+                    t.min_instructions_secs
+                ),
+            ),
+            check(
+                "total_time",
+                self.total_secs
+                    .is_some_and(|s| s >= t.min_total_secs && s <= t.max_total_secs),
+                format!(
+                    "{} in total (between {} s and {} s allowed)",
+                    seconds(self.total_secs),
+                    t.min_total_secs,
+                    t.max_total_secs
+                ),
+            ),
+            check(
+                "practice_attempts",
+                self.practice_attempts <= t.max_practice_attempts,
+                format!(
+                    "{} practice rounds (at most {} allowed)",
+                    self.practice_attempts, t.max_practice_attempts
+                ),
+            ),
+        ]
+    }
+}
+
+/// Evaluates a session's rules and stores the result; excluded sessions are kept, and their trials
+/// stop counting towards their units' quotas.
+pub async fn apply(
+    conn: &mut sqlx::PgConnection,
+    session_id: i64,
+    thresholds: &ExclusionThresholds,
+) -> sqlx::Result<bool> {
+    let checks = crate::db::sessions::exclusion_summary(conn, session_id)
+        .await?
+        .evaluate(thresholds);
+    let excluded = checks.iter().any(|c| !c.passed);
+    let json = serde_json::to_value(&checks).unwrap_or_default();
+    crate::db::sessions::set_exclusion(conn, session_id, excluded, &json).await?;
+    Ok(excluded)
+}
+
+/// Re-evaluates every completed session of a study (after its thresholds changed); returns how many are excluded.
+pub async fn reevaluate_study(
+    conn: &mut sqlx::PgConnection,
+    study_id: i64,
+    thresholds: &ExclusionThresholds,
+) -> sqlx::Result<usize> {
+    let mut excluded = 0;
+    for id in crate::db::sessions::completed_ids(conn, study_id).await? {
+        excluded += usize::from(apply(conn, id, thresholds).await?);
+    }
+    Ok(excluded)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A session that passes every IMI default with no margin to spare.
+    fn just_passing() -> SessionSummary {
+        SessionSummary {
+            catch_total: 5,
+            catch_correct: 4,
+            chose_first: 5,
+            chose_second: 40,
+            instructions_secs: Some(15.0),
+            total_secs: Some(135.0),
+            practice_attempts: 3,
+        }
+    }
+
+    fn failed(summary: &SessionSummary) -> Vec<String> {
+        summary
+            .evaluate(&ExclusionThresholds::default())
+            .into_iter()
+            .filter(|c| !c.passed)
+            .map(|c| c.rule)
+            .collect()
+    }
+
+    #[test]
+    fn a_session_at_every_threshold_passes() {
+        assert_eq!(failed(&just_passing()), Vec::<String>::new());
+        let longest = SessionSummary {
+            total_secs: Some(2500.0),
+            ..just_passing()
+        };
+        assert_eq!(failed(&longest), Vec::<String>::new());
+    }
+
+    #[test]
+    fn each_rule_fails_just_beyond_its_threshold() {
+        let cases = [
+            (
+                "catch_accuracy",
+                SessionSummary {
+                    catch_correct: 3,
+                    ..just_passing()
+                },
+            ),
+            (
+                "answers_per_position",
+                SessionSummary {
+                    chose_first: 4,
+                    ..just_passing()
+                },
+            ),
+            (
+                "answers_per_position",
+                SessionSummary {
+                    chose_second: 4,
+                    chose_first: 40,
+                    ..just_passing()
+                },
+            ),
+            (
+                "instructions_time",
+                SessionSummary {
+                    instructions_secs: Some(14.9),
+                    ..just_passing()
+                },
+            ),
+            (
+                "instructions_time",
+                SessionSummary {
+                    instructions_secs: None,
+                    ..just_passing()
+                },
+            ),
+            (
+                "total_time",
+                SessionSummary {
+                    total_secs: Some(134.9),
+                    ..just_passing()
+                },
+            ),
+            (
+                "total_time",
+                SessionSummary {
+                    total_secs: Some(2500.1),
+                    ..just_passing()
+                },
+            ),
+            (
+                "practice_attempts",
+                SessionSummary {
+                    practice_attempts: 4,
+                    ..just_passing()
+                },
+            ),
+        ];
+        for (rule, summary) in cases {
+            assert_eq!(failed(&summary), vec![rule.to_string()], "{summary:?}");
+        }
+    }
+
+    #[test]
+    fn thresholds_are_the_studys_own() {
+        let strict = ExclusionThresholds {
+            min_catch_accuracy: 1.0,
+            ..ExclusionThresholds::default()
+        };
+        let checks = just_passing().evaluate(&strict);
+        assert!(!checks[0].passed);
+        assert_eq!(
+            checks[0].detail,
+            "4 of 5 catch trials correct (0.80; at least 1.00 needed)"
+        );
+    }
+}
