@@ -247,21 +247,6 @@ pub async fn end_position(conn: &mut PgConnection, session_id: i64) -> sqlx::Res
     .await
 }
 
-/// Whether the max query is shown first at `position`, or `None` if nothing is assigned there.
-pub async fn max_first_at(
-    conn: &mut PgConnection,
-    session_id: i64,
-    position: i32,
-) -> sqlx::Result<Option<bool>> {
-    sqlx::query_scalar!(
-        "SELECT max_first FROM assignments WHERE session_id = $1 AND position = $2",
-        session_id,
-        position
-    )
-    .fetch_optional(conn)
-    .await
-}
-
 /// What the exclusion rules need to know of a session.
 pub async fn exclusion_summary(
     conn: &mut PgConnection,
@@ -322,4 +307,174 @@ pub async fn completed_ids(conn: &mut PgConnection, study_id: i64) -> sqlx::Resu
     )
     .fetch_all(conn)
     .await
+}
+
+/// Locks the session of `token` for the rest of the transaction; its answers are taken one at a time.
+pub async fn lock(conn: &mut PgConnection, token: &str) -> sqlx::Result<Option<i64>> {
+    sqlx::query_scalar!("SELECT id FROM sessions WHERE token = $1 FOR UPDATE", token)
+        .fetch_optional(conn)
+        .await
+}
+
+/// Everything an answer at `position` is checked against, in one round trip. The block is the part of
+/// the session its stage is in: the current practice round, or the main trials.
+#[derive(Debug)]
+pub struct AnswerContext {
+    pub stage: String,
+    pub main_total: i32,
+    pub practice_attempts: i32,
+    pub study_id: i64,
+    pub config: serde_json::Value,
+    /// Whether the max query is shown first at `position`; `None` if nothing is assigned there.
+    pub max_first: Option<bool>,
+    pub answered: bool,
+    pub block_assigned: i64,
+    pub block_answered: i64,
+    pub block_correct: i64,
+    /// The block's first unanswered position, and the first one after `position`.
+    pub expected: Option<i32>,
+    pub following: Option<i32>,
+    /// A response stored earlier under the same id: its session, position, choice, confidence and reply.
+    pub stored: Option<(i64, i32, i16, i16, serde_json::Value)>,
+}
+
+pub async fn answer_context(
+    conn: &mut PgConnection,
+    session_id: i64,
+    position: i32,
+    response_id: uuid::Uuid,
+) -> sqlx::Result<AnswerContext> {
+    let row = sqlx::query!(
+        r#"SELECT s.stage, s.main_total, s.practice_attempts, s.study_id, st.config,
+             (SELECT a.max_first FROM assignments a WHERE a.session_id = s.id AND a.position = $2) AS max_first,
+             EXISTS (SELECT 1 FROM responses r WHERE r.session_id = s.id AND r.position = $2) AS "answered!",
+             b.assigned AS "assigned!", b.answered AS "block_answered!", b.correct AS "correct!",
+             b.expected, b.following,
+             x.session_id AS "stored_session?", x.position AS "stored_position?", x.chosen AS "stored_chosen?",
+             x.confidence AS "stored_confidence?", x.reply AS "stored_reply?"
+           FROM sessions s
+           JOIN studies st ON st.id = s.study_id
+           CROSS JOIN LATERAL (
+             SELECT count(*) AS assigned, count(r.response_id) AS answered,
+                    count(*) FILTER (WHERE r.correct) AS correct,
+                    min(a.position) FILTER (WHERE r.response_id IS NULL) AS expected,
+                    min(a.position) FILTER (WHERE r.response_id IS NULL AND a.position > $2) AS following
+             FROM assignments a
+             LEFT JOIN responses r ON r.session_id = a.session_id AND r.position = a.position
+             WHERE a.session_id = s.id AND CASE s.stage
+               WHEN 'practice' THEN a.position >= s.main_total AND a.attempt = s.practice_attempts
+               WHEN 'trials' THEN a.position < s.main_total AND a.attempt = 0
+               ELSE false END
+           ) b
+           LEFT JOIN responses x ON x.response_id = $3
+           WHERE s.id = $1"#,
+        session_id,
+        position,
+        response_id
+    )
+    .fetch_one(conn)
+    .await?;
+    let stored = match (
+        row.stored_session,
+        row.stored_position,
+        row.stored_chosen,
+        row.stored_confidence,
+        row.stored_reply,
+    ) {
+        (Some(session), Some(position), Some(chosen), Some(confidence), Some(reply)) => {
+            Some((session, position, chosen, confidence, reply))
+        }
+        _ => None,
+    };
+    Ok(AnswerContext {
+        stage: row.stage,
+        main_total: row.main_total,
+        practice_attempts: row.practice_attempts,
+        study_id: row.study_id,
+        config: row.config,
+        max_first: row.max_first,
+        answered: row.answered,
+        block_assigned: row.assigned,
+        block_answered: row.block_answered,
+        block_correct: row.correct,
+        expected: row.expected,
+        following: row.following,
+        stored,
+    })
+}
+
+/// The session's next trial in its current block, with its study's configuration and main-block progress.
+#[derive(Debug)]
+pub struct NextTrial {
+    pub stage: String,
+    pub main_total: i32,
+    pub config: serde_json::Value,
+    pub answered: i64,
+    pub trial: Option<AssignedTrial>,
+}
+
+pub async fn next_trial(conn: &mut PgConnection, token: &str) -> sqlx::Result<Option<NextTrial>> {
+    let row = sqlx::query!(
+        r#"SELECT s.stage, s.main_total, st.config,
+             (SELECT count(*) FROM responses r WHERE r.session_id = s.id AND r.position < s.main_total) AS "answered!",
+             n.position AS "position?", n.attempt AS "attempt?", n.max_first AS "max_first?", t.kind AS "kind?",
+             t.max_query AS "max_query?", t.min_query AS "min_query?", t.max_refs AS "max_refs?",
+             t.min_refs AS "min_refs?"
+           FROM sessions s
+           JOIN studies st ON st.id = s.study_id
+           LEFT JOIN LATERAL (
+             SELECT a.position, a.attempt, a.max_first, a.trial_id FROM assignments a
+             WHERE a.session_id = s.id AND CASE s.stage
+                 WHEN 'practice' THEN a.position >= s.main_total AND a.attempt = s.practice_attempts
+                 WHEN 'trials' THEN a.position < s.main_total AND a.attempt = 0
+                 ELSE false END
+               AND NOT EXISTS (SELECT 1 FROM responses r WHERE r.session_id = a.session_id AND r.position = a.position)
+             ORDER BY a.position LIMIT 1
+           ) n ON true
+           LEFT JOIN trials t ON t.id = n.trial_id
+           WHERE s.token = $1"#,
+        token
+    )
+    .fetch_optional(conn)
+    .await?;
+    Ok(row.map(|r| {
+        let trial = match (
+            r.position,
+            r.attempt,
+            r.max_first,
+            r.kind,
+            r.max_query,
+            r.min_query,
+            r.max_refs,
+            r.min_refs,
+        ) {
+            (
+                Some(position),
+                Some(attempt),
+                Some(max_first),
+                Some(kind),
+                Some(max_query),
+                Some(min_query),
+                Some(max_refs),
+                Some(min_refs),
+            ) => Some(AssignedTrial {
+                position,
+                attempt,
+                max_first,
+                kind,
+                max_query,
+                min_query,
+                max_refs,
+                min_refs,
+            }),
+            _ => None,
+        };
+        NextTrial {
+            stage: r.stage,
+            main_total: r.main_total,
+            config: r.config,
+            answered: r.answered,
+            trial,
+        }
+    }))
 }

@@ -14,6 +14,7 @@ use crate::stimuli::TrialKind;
 use crate::study::exclusion;
 use crate::study::recruit::{ParticipantKey, Source};
 use crate::study::schedule::{self, practice_round, session_schedule};
+use crate::study::StudyConfig;
 
 pub mod stage {
     pub const CONSENT: &str = "consent";
@@ -245,7 +246,14 @@ pub async fn finish_instructions(conn: &mut PgConnection, token: &str) -> Result
         stage::INSTRUCTIONS => {
             let practice = db::trials::ids(conn, study.id, TrialKind::Practice).await?;
             let next = if study.config.practice.trials > 0 && !practice.is_empty() {
-                start_practice_round(conn, &session, &study, &practice).await?;
+                start_practice_round(
+                    conn,
+                    session.id,
+                    session.main_total,
+                    &study.config,
+                    &practice,
+                )
+                .await?;
                 stage::PRACTICE
             } else {
                 stage::TRIALS
@@ -257,44 +265,40 @@ pub async fn finish_instructions(conn: &mut PgConnection, token: &str) -> Result
     }
 }
 
+/// Assigns a new practice round after everything assigned so far; returns its first position.
 async fn start_practice_round(
     conn: &mut PgConnection,
-    session: &Session,
-    study: &Study,
+    session_id: i64,
+    main_total: i32,
+    config: &StudyConfig,
     practice: &[i64],
 ) -> Result<i32, AppError> {
-    let attempt = db::sessions::next_practice_attempt(conn, session.id).await?;
-    let first = db::sessions::end_position(conn, session.id)
+    let attempt = db::sessions::next_practice_attempt(conn, session_id).await?;
+    let first = db::sessions::end_position(conn, session_id)
         .await?
-        .max(session.main_total);
-    let mut rng = schedule::rng_for(study.config.seed, session.id, attempt as u64);
-    let slots = practice_round(practice, study.config.practice.trials as usize, &mut rng);
-    db::sessions::assign(conn, session.id, first, attempt, &slots).await?;
-    Ok(attempt)
+        .max(main_total);
+    let mut rng = schedule::rng_for(config.seed, session_id, attempt as u64);
+    let slots = practice_round(practice, config.practice.trials as usize, &mut rng);
+    db::sessions::assign(conn, session_id, first, attempt, &slots).await?;
+    Ok(first)
 }
 
-/// The block (positions and round) the session is in, or `None` outside practice and trials.
-fn block(session: &Session) -> Option<(i32, i32, i32)> {
-    match session.stage.as_str() {
-        stage::PRACTICE => Some((session.main_total, i32::MAX, session.practice_attempts)),
-        stage::TRIALS => Some((0, session.main_total, 0)),
-        _ => None,
-    }
+fn config_of(json: serde_json::Value) -> Result<StudyConfig, AppError> {
+    StudyConfig::from_json(json)
+        .map_err(|e| AppError::Internal(anyhow::anyhow!("invalid study configuration: {e}")))
 }
 
 pub async fn next_trial(
     conn: &mut PgConnection,
     token: &str,
 ) -> Result<Option<TrialView>, AppError> {
-    let (session, study) = session_and_study(conn, token, false).await?;
-    let Some((from, to, attempt)) = block(&session) else {
+    let next = db::sessions::next_trial(conn, token)
+        .await?
+        .ok_or_else(|| AppError::NotFound("unknown session".into()))?;
+    let Some(trial) = next.trial else {
         return Ok(None);
     };
-    let Some(trial) = db::sessions::next_unanswered(conn, session.id, from, to, attempt).await?
-    else {
-        return Ok(None);
-    };
-    let progress = db::sessions::progress(conn, session.id, 0, session.main_total, 0).await?;
+    let config = config_of(next.config)?;
     let url = |sha: &String| format!("/img/{sha}");
     let (max, min) = (url(&trial.max_query), url(&trial.min_query));
     let queries = if trial.max_first {
@@ -313,122 +317,122 @@ pub async fn next_trial(
         min_refs: trial.min_refs.iter().map(url).collect(),
         max_refs: trial.max_refs.iter().map(url).collect(),
         queries,
-        lock_ms: study.config.lock_ms,
-        max_side: study.config.max_side.as_str(),
-        answered: progress.answered,
-        total: session.main_total,
+        lock_ms: config.lock_ms,
+        max_side: config.max_side.as_str(),
+        answered: next.answered,
+        total: next.main_total,
         attempt: trial.attempt,
     }))
 }
 
+/// Takes one answer: checks it against the session in a single read, stores it with its reply, and moves
+/// the session on when the answer ends a practice round or the main block.
 pub async fn respond(
     conn: &mut PgConnection,
     token: &str,
     answer: Answer,
 ) -> Result<Reply, AppError> {
     check_answer(&answer)?;
-    let (session, study) = session_and_study(conn, token, true).await?;
+    let session_id = db::sessions::lock(conn, token)
+        .await?
+        .ok_or_else(|| AppError::NotFound("unknown session".into()))?;
+    let ctx =
+        db::sessions::answer_context(conn, session_id, answer.position, answer.response_id).await?;
 
-    if let Some(stored) = db::responses::by_id(conn, answer.response_id).await? {
-        let same = stored.session_id == session.id
-            && stored.position == answer.position
-            && i64::from(stored.chosen) == answer.chosen
-            && i64::from(stored.confidence) == answer.confidence;
+    if let Some((stored_session, position, chosen, confidence, reply)) = ctx.stored {
+        let same = stored_session == session_id
+            && position == answer.position
+            && i64::from(chosen) == answer.chosen
+            && i64::from(confidence) == answer.confidence;
         if !same {
             return Err(AppError::conflict(
                 "response_id_reused",
                 "this response id was already used for a different answer",
             ));
         }
-        return serde_json::from_value(stored.reply).map_err(|e| AppError::Internal(e.into()));
+        return serde_json::from_value(reply).map_err(|e| AppError::Internal(e.into()));
     }
-    let Some((from, to, attempt)) = block(&session) else {
+    let in_practice = ctx.stage == stage::PRACTICE;
+    if !in_practice && ctx.stage != stage::TRIALS {
         return Err(AppError::conflict(
             "wrong_stage",
             format!(
                 "the session is at the {} stage and takes no answers",
-                session.stage
+                ctx.stage
             ),
         ));
-    };
-    let Some(max_first) = db::sessions::max_first_at(conn, session.id, answer.position).await?
-    else {
+    }
+    let Some(max_first) = ctx.max_first else {
         return Err(AppError::invalid(
             "unknown_position",
             "no trial is assigned at this position",
         ));
     };
-    if db::responses::exists_at(conn, session.id, answer.position).await? {
+    if ctx.answered {
         return Err(AppError::conflict(
             "already_answered",
             "this trial was already answered",
         ));
     }
-    let expected = db::sessions::next_unanswered(conn, session.id, from, to, attempt).await?;
-    if expected.as_ref().map(|t| t.position) != Some(answer.position) {
+    if ctx.expected != Some(answer.position) {
         return Err(AppError::conflict(
             "out_of_order",
             "answer the trials in order: this is not the current trial",
         ));
     }
-
+    let config = config_of(ctx.config)?;
     let correct = (answer.chosen == 0) == max_first;
-    db::responses::insert(
-        conn,
-        &db::responses::NewResponse {
-            response_id: answer.response_id,
-            session_id: session.id,
-            position: answer.position,
-            chosen: answer.chosen as i16,
-            correct,
-            confidence: answer.confidence as i16,
-            rt_ms: answer.rt_ms as i32,
-            client_at: answer.client_ts,
-        },
-    )
-    .await?;
 
-    let in_practice = session.stage == stage::PRACTICE;
-    let progress = db::sessions::progress(conn, session.id, from, to, attempt).await?;
+    let mut next_stage = ctx.stage.clone();
+    let mut next_position = ctx.following;
     let mut practice_round = None;
-    let mut next_stage = session.stage.clone();
-    let mut round = attempt;
-    if progress.answered == progress.assigned {
+    if ctx.block_answered + 1 == ctx.block_assigned {
         if in_practice {
-            let all_correct = progress.correct == progress.assigned;
+            let all_correct = ctx.block_correct + i64::from(correct) == ctx.block_assigned;
+            let attempt = ctx.practice_attempts;
             practice_round = Some(PracticeRound {
                 attempt,
                 all_correct,
             });
-            if all_correct || i64::from(attempt) >= study.config.practice.max_attempts {
+            if all_correct || i64::from(attempt) >= config.practice.max_attempts {
                 next_stage = stage::TRIALS.into();
+                next_position =
+                    db::sessions::next_unanswered(conn, session_id, 0, ctx.main_total, 0)
+                        .await?
+                        .map(|t| t.position);
             } else {
-                let practice = db::trials::ids(conn, study.id, TrialKind::Practice).await?;
-                round = start_practice_round(conn, &session, &study, &practice).await?;
+                let practice = db::trials::ids(conn, ctx.study_id, TrialKind::Practice).await?;
+                next_position = Some(
+                    start_practice_round(conn, session_id, ctx.main_total, &config, &practice)
+                        .await?,
+                );
             }
         } else {
             next_stage = stage::DEBRIEF.into();
+            next_position = None;
         }
-        if next_stage != session.stage {
-            db::sessions::advance(conn, session.id, &next_stage).await?;
+        if next_stage != ctx.stage {
+            db::sessions::advance(conn, session_id, &next_stage).await?;
         }
     }
-    let next_position = match next_stage.as_str() {
-        stage::PRACTICE => db::sessions::next_unanswered(conn, session.id, from, to, round).await?,
-        stage::TRIALS => {
-            db::sessions::next_unanswered(conn, session.id, 0, session.main_total, 0).await?
-        }
-        _ => None,
-    }
-    .map(|t| t.position);
     let reply = Reply {
-        correct: (in_practice || study.config.feedback).then_some(correct),
+        correct: (in_practice || config.feedback).then_some(correct),
         next_position,
         stage: next_stage,
         practice_round,
     };
     let json = serde_json::to_value(&reply).map_err(|e| AppError::Internal(e.into()))?;
-    db::responses::set_reply(conn, answer.response_id, &json).await?;
+    let response = db::responses::NewResponse {
+        response_id: answer.response_id,
+        session_id,
+        position: answer.position,
+        chosen: answer.chosen as i16,
+        correct,
+        confidence: answer.confidence as i16,
+        rt_ms: answer.rt_ms as i32,
+        client_at: answer.client_ts,
+    };
+    db::responses::insert(conn, &response, &json).await?;
     Ok(reply)
 }
 
