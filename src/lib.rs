@@ -3,6 +3,7 @@ pub mod cli;
 pub mod config;
 pub mod db;
 pub mod error;
+pub mod loadtest;
 pub mod stimuli;
 pub mod study;
 pub mod telemetry;

@@ -2,6 +2,7 @@
 
 mod demo;
 mod import;
+mod loadtest;
 mod serve;
 
 use std::path::PathBuf;
@@ -42,6 +43,8 @@ enum Command {
     /// Manage studies.
     #[command(subcommand)]
     Study(StudyCommand),
+    /// Drive a running server with simulated participants; print responses/s and latencies.
+    Loadtest(loadtest::LoadtestArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -77,6 +80,7 @@ impl Cli {
                 Command::Serve => serve::run(settings).await,
                 Command::Migrate => serve::migrate_only(settings).await,
                 Command::Study(StudyCommand::Import(args)) => import::run(settings, args).await,
+                Command::Loadtest(args) => loadtest::run(args).await,
             }
         })
     }
