@@ -1,8 +1,10 @@
+pub mod accounts;
 pub mod analysis;
 pub mod cli;
 pub mod config;
 pub mod db;
 pub mod error;
+pub mod export;
 pub mod loadtest;
 pub mod stimuli;
 pub mod study;

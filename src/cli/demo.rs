@@ -17,6 +17,7 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
     let result = async {
         ensure_demo_study(&settings, &database).await?;
         println!("participant link: {}/s/{DEMO_SLUG}", settings.public_url());
+        super::admin::ensure_demo_admin(&settings, &database.pool).await?;
         println!("(a Prolific-style link: {}/s/{DEMO_SLUG}?PROLIFIC_PID=demo-participant&STUDY_ID=demo&SESSION_ID=1)", settings.public_url());
         println!("press Ctrl-C to stop");
         super::serve::serve_until_stopped(&settings, &database).await

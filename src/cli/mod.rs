@@ -1,5 +1,6 @@
 //! The `meilab` command line.
 
+mod admin;
 mod demo;
 mod import;
 mod loadtest;
@@ -43,8 +44,17 @@ enum Command {
     /// Manage studies.
     #[command(subcommand)]
     Study(StudyCommand),
+    /// Manage dashboard accounts.
+    #[command(subcommand)]
+    Admin(AdminCommand),
     /// Drive a running server with simulated participants; print responses/s and latencies.
     Loadtest(loadtest::LoadtestArgs),
+}
+
+#[derive(Debug, Subcommand)]
+enum AdminCommand {
+    /// Create a dashboard account (or set a new password for an existing one); prints a generated password.
+    CreateUser(admin::CreateUserArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -81,6 +91,9 @@ impl Cli {
                 Command::Migrate => serve::migrate_only(settings).await,
                 Command::Study(StudyCommand::Import(args)) => import::run(settings, args).await,
                 Command::Loadtest(args) => loadtest::run(args).await,
+                Command::Admin(AdminCommand::CreateUser(args)) => {
+                    admin::create_user(settings, args).await
+                }
             }
         })
     }

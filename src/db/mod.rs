@@ -1,8 +1,11 @@
 //! PostgreSQL access: the pool, embedded migrations, a private cluster when no `DATABASE_URL` is set,
 //! and one file of queries per aggregate.
 
+pub mod admins;
 pub mod cluster;
+pub mod dashboard;
 pub mod images;
+pub mod response_export;
 pub mod responses;
 pub mod sessions;
 pub mod studies;

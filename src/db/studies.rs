@@ -96,3 +96,57 @@ pub async fn set_status(conn: &mut PgConnection, study_id: i64, status: &str) ->
     .await
     .map(|_| ())
 }
+
+/// Saves a study's name, title and configuration (validated by the caller).
+pub async fn update(
+    conn: &mut PgConnection,
+    study_id: i64,
+    slug: &str,
+    title: &str,
+    config: &StudyConfig,
+) -> sqlx::Result<()> {
+    sqlx::query!(
+        "UPDATE studies SET slug = $2, title = $3, config = $4, updated_at = now() WHERE id = $1",
+        study_id,
+        slug,
+        title,
+        Json(config) as _
+    )
+    .execute(conn)
+    .await
+    .map(|_| ())
+}
+
+/// Copies the units and trials of one study into another (the images are shared by hash).
+pub async fn copy_stimuli(conn: &mut PgConnection, from: i64, to: i64) -> sqlx::Result<u64> {
+    sqlx::query!(
+        "WITH copied AS (
+             INSERT INTO units (study_id, model, tap, basis, unit_index, vector)
+             SELECT $2, model, tap, basis, unit_index, vector FROM units WHERE study_id = $1
+             RETURNING id, model, tap, basis, unit_index
+         )
+         INSERT INTO trials (study_id, unit_id, kind, condition, batch, max_query, min_query, max_refs, min_refs)
+         SELECT $2, c.id, t.kind, t.condition, t.batch, t.max_query, t.min_query, t.max_refs, t.min_refs
+         FROM trials t
+         JOIN units u ON u.id = t.unit_id
+         JOIN copied c ON (c.model, c.tap, c.basis, c.unit_index) = (u.model, u.tap, u.basis, u.unit_index)
+         WHERE t.study_id = $1
+         ORDER BY t.id",
+        from,
+        to
+    )
+    .execute(conn)
+    .await
+    .map(|r| r.rows_affected())
+}
+
+/// Whether a slug is in use by another study than `except`.
+pub async fn slug_taken(conn: &mut PgConnection, slug: &str, except: i64) -> sqlx::Result<bool> {
+    sqlx::query_scalar!(
+        r#"SELECT EXISTS (SELECT 1 FROM studies WHERE slug = $1 AND id <> $2) AS "taken!""#,
+        slug,
+        except
+    )
+    .fetch_one(conn)
+    .await
+}

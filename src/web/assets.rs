@@ -6,6 +6,16 @@ use crate::error::AppError;
 
 const FILES: &[(&str, &str, &str)] = &[
     (
+        "admin.css",
+        "text/css; charset=utf-8",
+        include_str!("../../static/admin.css"),
+    ),
+    (
+        "admin.js",
+        "text/javascript; charset=utf-8",
+        include_str!("../../static/admin.js"),
+    ),
+    (
         "participant.js",
         "text/javascript; charset=utf-8",
         include_str!("../../static/participant.js"),

@@ -1,5 +1,6 @@
 //! The HTTP application: participant pages, the JSON API, images and static files.
 
+pub mod admin;
 pub mod api;
 pub mod assets;
 pub mod health;
@@ -50,7 +51,8 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     .configure(api::configure)
     .configure(images::configure)
     .configure(assets::configure)
-    .configure(participant::configure);
+    .configure(participant::configure)
+    .configure(admin::configure);
 }
 
 /// Starts serving on `listener`; the returned server stops gracefully on SIGINT / SIGTERM.

@@ -271,3 +271,5 @@ impl Participant<'_> {
         (status, response.json().await.expect("JSON reply"))
     }
 }
+pub mod admin;
+pub mod browser;

@@ -1,0 +1,271 @@
+//! Dashboard access: every route needs a session, roles limit what a session may change, every form
+//! needs its CSRF token, failed logins are limited and tell nothing about which names exist.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::admin::{client, cookie, location, set_cookie_header, PASSWORD};
+use common::spawn_app;
+use meilab::accounts::Role;
+use meilab::study::StudyConfig;
+use reqwest::header::COOKIE;
+
+/// Every dashboard route, with `{id}` for a study.
+const GET_ROUTES: &[&str] = &[
+    "/admin",
+    "/admin/",
+    "/admin/studies/new",
+    "/admin/studies/{id}",
+    "/admin/studies/{id}/edit",
+    "/admin/studies/{id}/monitor",
+    "/admin/studies/{id}/preview",
+    "/admin/studies/{id}/results",
+];
+const DATA_ROUTES: &[&str] = &[
+    "/admin/studies.json",
+    "/admin/studies/{id}/monitor.json",
+    "/admin/studies/{id}/responses.csv",
+];
+const POST_ROUTES: &[&str] = &[
+    "/admin/logout",
+    "/admin/studies",
+    "/admin/studies/{id}/edit",
+    "/admin/studies/{id}/status",
+    "/admin/studies/{id}/clone",
+    "/admin/studies/{id}/stimuli",
+];
+
+async fn study_status(app: &common::TestApp, id: i64) -> String {
+    sqlx::query_scalar("SELECT status FROM studies WHERE id = $1")
+        .bind(id)
+        .fetch_one(&app.pool)
+        .await
+        .expect("study")
+}
+
+#[tokio::test]
+async fn every_admin_route_without_a_session_gets_the_login_page_or_401() {
+    let app = spawn_app().await;
+    let id = app
+        .create_synthetic_study("guarded", StudyConfig::default())
+        .await;
+    let http = client();
+    let forged = format!("meilab_admin={}", "ab".repeat(32));
+    for cookie_header in [None, Some(forged.as_str())] {
+        for route in GET_ROUTES {
+            let path = route.replace("{id}", &id.to_string());
+            let mut request = http.get(app.url(&path));
+            if let Some(c) = cookie_header {
+                request = request.header(COOKIE, c);
+            }
+            let response = request.send().await.expect("request");
+            assert_eq!(response.status(), 303, "GET {path} without a session");
+            assert!(
+                location(&response).starts_with("/admin/login?next="),
+                "GET {path} goes to the login page, not {}",
+                location(&response)
+            );
+        }
+        for route in DATA_ROUTES {
+            let path = route.replace("{id}", &id.to_string());
+            let mut request = http.get(app.url(&path));
+            if let Some(c) = cookie_header {
+                request = request.header(COOKIE, c);
+            }
+            let response = request.send().await.expect("request");
+            assert_eq!(response.status(), 401, "GET {path} without a session");
+        }
+        for route in POST_ROUTES {
+            let path = route.replace("{id}", &id.to_string());
+            let mut request = http
+                .post(app.url(&path))
+                .form(&[("csrf", "x".repeat(64)), ("to", "closed".into())]);
+            if let Some(c) = cookie_header {
+                request = request.header(COOKIE, c);
+            }
+            let response = request.send().await.expect("request");
+            assert_eq!(response.status(), 401, "POST {path} without a session");
+        }
+    }
+    assert_eq!(study_status(&app, id).await, "active", "nothing changed");
+    assert_eq!(app.count("SELECT count(*) FROM studies").await, 1);
+}
+
+#[tokio::test]
+async fn a_researcher_reads_and_exports_but_gets_403_on_admin_actions() {
+    let app = spawn_app().await;
+    let id = app
+        .create_synthetic_study("readonly", StudyConfig::default())
+        .await;
+    app.create_account("rita", Role::Researcher).await;
+    let rita = app.login("rita").await;
+    for route in GET_ROUTES.iter().chain(DATA_ROUTES) {
+        let path = route.replace("{id}", &id.to_string());
+        let expected = if path.ends_with("/new") || path.ends_with("/edit") {
+            403
+        } else {
+            200
+        };
+        assert_eq!(
+            rita.get(&path).await.status(),
+            expected,
+            "GET {path} as a researcher"
+        );
+    }
+    for route in &POST_ROUTES[1..] {
+        let path = route.replace("{id}", &id.to_string());
+        let response = rita
+            .post(&path, &[("to", "closed"), ("source", "synthetic")])
+            .await;
+        assert_eq!(response.status(), 403, "POST {path} as a researcher");
+    }
+    assert_eq!(study_status(&app, id).await, "active");
+    assert_eq!(app.count("SELECT count(*) FROM studies").await, 1);
+    let (_, dashboard) = rita.text("/admin").await;
+    assert!(
+        !dashboard.contains("/admin/studies/new"),
+        "no link to an action the role cannot take"
+    );
+}
+
+#[tokio::test]
+async fn a_form_posted_without_its_csrf_token_is_rejected() {
+    let app = spawn_app().await;
+    let id = app
+        .create_synthetic_study("tokens", StudyConfig::default())
+        .await;
+    app.create_account("ada", Role::Admin).await;
+    let ada = app.login("ada").await;
+    let path = format!("/admin/studies/{id}/status");
+    let missing = ada.post_raw(&path, &[("to", "paused")]).await;
+    assert_eq!(missing.status(), 403);
+    let wrong = ada
+        .post_raw(&path, &[("csrf", &"0".repeat(64)), ("to", "paused")])
+        .await;
+    assert_eq!(wrong.status(), 403);
+    assert_eq!(study_status(&app, id).await, "active", "nothing changed");
+    let clone = ada
+        .post_raw(&format!("/admin/studies/{id}/clone"), &[])
+        .await;
+    assert_eq!(clone.status(), 403);
+    assert_eq!(app.count("SELECT count(*) FROM studies").await, 1);
+
+    let right = ada.post(&path, &[("to", "paused")]).await;
+    assert_eq!(right.status(), 303);
+    assert_eq!(study_status(&app, id).await, "paused");
+
+    // The login form too: its token must match the cookie the form page set.
+    let login = client()
+        .post(app.url("/admin/login"))
+        .form(&[("username", "ada"), ("password", PASSWORD)])
+        .send()
+        .await
+        .expect("login");
+    assert_eq!(login.status(), 403);
+    assert!(cookie(&login, "meilab_admin").is_none());
+}
+
+#[tokio::test]
+async fn the_session_cookie_is_http_only_and_same_site_and_logout_ends_it() {
+    let app = spawn_app().await;
+    app.create_account("ada", Role::Admin).await;
+    let response = app.try_login("ada", PASSWORD).await;
+    let header = set_cookie_header(&response, "meilab_admin")
+        .expect("session cookie")
+        .to_string();
+    assert!(header.contains("HttpOnly"), "{header}");
+    assert!(header.contains("SameSite=Strict"), "{header}");
+    assert!(header.contains("Path=/admin"), "{header}");
+    let stored: String = sqlx::query_scalar("SELECT token_hash FROM admin_sessions")
+        .fetch_one(&app.pool)
+        .await
+        .expect("a session row");
+    let token = cookie(&response, "meilab_admin").expect("cookie");
+    assert!(!token.contains(&stored), "only the token's hash is stored");
+
+    let ada = app.login("ada").await;
+    assert_eq!(ada.post("/admin/logout", &[]).await.status(), 303);
+    assert_eq!(
+        ada.get("/admin").await.status(),
+        303,
+        "the old cookie no longer works"
+    );
+}
+
+#[tokio::test]
+async fn ten_wrong_passwords_in_a_row_are_rate_limited() {
+    let app = spawn_app().await;
+    app.create_account("ada", Role::Admin).await;
+    let mut statuses = vec![];
+    for _ in 0..10 {
+        let response = app.try_login("ada", "not the password").await;
+        assert!(cookie(&response, "meilab_admin").is_none());
+        statuses.push(response.status().as_u16());
+    }
+    assert_eq!(statuses[0], 401);
+    assert_eq!(
+        statuses[9], 429,
+        "limited by the tenth attempt: {statuses:?}"
+    );
+    let right = app.try_login("ada", PASSWORD).await;
+    assert_eq!(
+        right.status(),
+        429,
+        "even the right password waits out the limit"
+    );
+    assert!(cookie(&right, "meilab_admin").is_none());
+    assert!(right
+        .text()
+        .await
+        .expect("body")
+        .contains("Too many failed attempts"));
+    // Failures are kept in PostgreSQL, where every web process counts them.
+    assert!(app.count("SELECT count(*) FROM login_failures").await >= 5);
+}
+
+#[tokio::test]
+async fn an_unknown_user_and_a_wrong_password_get_the_same_answer() {
+    let app = spawn_app().await;
+    app.create_account("ada", Role::Admin).await;
+    let mut timings = (vec![], vec![]);
+    let mut bodies = (String::new(), String::new());
+    for _ in 0..4 {
+        let started = Instant::now();
+        let unknown = app.try_login("nobody", "not the password").await;
+        timings.0.push(started.elapsed());
+        assert_eq!(unknown.status(), 401);
+        bodies.0 = unknown
+            .text()
+            .await
+            .expect("body")
+            .replace("nobody", "NAME");
+
+        let started = Instant::now();
+        let wrong = app.try_login("ada", "not the password").await;
+        timings.1.push(started.elapsed());
+        assert_eq!(wrong.status(), 401);
+        bodies.1 = wrong
+            .text()
+            .await
+            .expect("body")
+            .replace("value=\"ada\"", "value=\"NAME\"");
+    }
+    let without_token = |s: &str| {
+        let marker = "name=\"csrf\" value=\"";
+        let at = s.find(marker).expect("csrf field") + marker.len();
+        format!("{}{}", &s[..at], &s[at + 64..])
+    };
+    assert_eq!(without_token(&bodies.0), without_token(&bodies.1));
+    assert!(bodies.0.contains("Wrong user name or password."));
+    let median = |v: &mut Vec<Duration>| {
+        v.sort();
+        v[v.len() / 2]
+    };
+    let (unknown, wrong) = (median(&mut timings.0), median(&mut timings.1));
+    let ratio = unknown.as_secs_f64() / wrong.as_secs_f64();
+    assert!(
+        (0.4..2.5).contains(&ratio),
+        "an unknown name ({unknown:?}) and a wrong password ({wrong:?}) take about as long"
+    );
+}

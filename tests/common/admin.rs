@@ -1,0 +1,197 @@
+//! Dashboard sessions for tests: accounts, login through the real form, and forms with their CSRF token.
+
+use meilab::accounts::{self, Role};
+use reqwest::header::{COOKIE, LOCATION, SET_COOKIE};
+use reqwest::redirect::Policy;
+
+use super::TestApp;
+
+pub const PASSWORD: &str = "correct horse battery";
+
+/// A client that shows redirects instead of following them.
+pub fn client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .redirect(Policy::none())
+        .build()
+        .expect("HTTP client")
+}
+
+/// The `name=value` of cookie `name` among the response's Set-Cookie headers.
+pub fn cookie(response: &reqwest::Response, name: &str) -> Option<String> {
+    response
+        .headers()
+        .get_all(SET_COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .find(|v| v.starts_with(&format!("{name}=")))
+        .map(|v| v.split(';').next().unwrap_or_default().to_string())
+}
+
+pub fn set_cookie_header<'r>(response: &'r reqwest::Response, name: &str) -> Option<&'r str> {
+    response
+        .headers()
+        .get_all(SET_COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .find(|v| v.starts_with(&format!("{name}=")))
+}
+
+/// The value of the first hidden `csrf` field of a page.
+pub fn csrf_of(html: &str) -> String {
+    let marker = "name=\"csrf\" value=\"";
+    let start = html.find(marker).expect("the page has a CSRF field") + marker.len();
+    html[start..start + 64].to_string()
+}
+
+pub fn location(response: &reqwest::Response) -> String {
+    response
+        .headers()
+        .get(LOCATION)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_string()
+}
+
+/// A logged-in browser, as far as the server can tell.
+pub struct AdminClient<'a> {
+    pub app: &'a TestApp,
+    pub http: reqwest::Client,
+    pub cookie: String,
+    pub csrf: String,
+}
+
+impl TestApp {
+    pub async fn create_account(&self, username: &str, role: Role) {
+        let mut conn = self.pool.acquire().await.expect("connection");
+        accounts::create_or_reset(&mut conn, username, PASSWORD, role)
+            .await
+            .expect("account is created");
+    }
+
+    /// Submits the login form as a browser would (its CSRF cookie and field included).
+    pub async fn try_login(&self, username: &str, password: &str) -> reqwest::Response {
+        let http = client();
+        let form = http
+            .get(self.url("/admin/login"))
+            .send()
+            .await
+            .expect("login page");
+        let login_cookie = cookie(&form, "meilab_login").expect("the login page sets its cookie");
+        let csrf = csrf_of(&form.text().await.expect("login page text"));
+        http.post(self.url("/admin/login"))
+            .header(COOKIE, login_cookie)
+            .form(&[
+                ("csrf", csrf.as_str()),
+                ("username", username),
+                ("password", password),
+                ("next", "/admin"),
+            ])
+            .send()
+            .await
+            .expect("login request")
+    }
+
+    pub async fn login(&self, username: &str) -> AdminClient<'_> {
+        let response = self.try_login(username, PASSWORD).await;
+        assert_eq!(response.status(), 303, "login succeeds");
+        let session = cookie(&response, "meilab_admin").expect("a session cookie");
+        let http = client();
+        let page = http
+            .get(self.url("/admin"))
+            .header(COOKIE, &session)
+            .send()
+            .await
+            .expect("dashboard");
+        assert_eq!(page.status(), 200);
+        let csrf = csrf_of(&page.text().await.expect("dashboard text"));
+        AdminClient {
+            app: self,
+            http,
+            cookie: session,
+            csrf,
+        }
+    }
+}
+
+impl AdminClient<'_> {
+    pub async fn get(&self, path: &str) -> reqwest::Response {
+        self.http
+            .get(self.app.url(path))
+            .header(COOKIE, &self.cookie)
+            .send()
+            .await
+            .expect("request is sent")
+    }
+
+    pub async fn text(&self, path: &str) -> (u16, String) {
+        let response = self.get(path).await;
+        let status = response.status().as_u16();
+        (status, response.text().await.expect("body"))
+    }
+
+    /// Posts a form with the session's CSRF token added.
+    pub async fn post(&self, path: &str, fields: &[(&str, &str)]) -> reqwest::Response {
+        let mut all = vec![("csrf", self.csrf.as_str())];
+        all.extend_from_slice(fields);
+        self.post_raw(path, &all).await
+    }
+
+    /// Posts exactly these fields.
+    pub async fn post_raw(&self, path: &str, fields: &[(&str, &str)]) -> reqwest::Response {
+        self.http
+            .post(self.app.url(path))
+            .header(COOKIE, &self.cookie)
+            .form(fields)
+            .send()
+            .await
+            .expect("request is sent")
+    }
+}
+
+/// The study form's fields with IMI defaults, under `slug`.
+pub fn study_fields(slug: &str) -> Vec<(String, String)> {
+    let pairs = [
+        ("slug", slug),
+        ("title", "A test study"),
+        ("trials_per_session", "40"),
+        ("catch_per_session", "5"),
+        ("lock_ms", "1500"),
+        ("max_side", "right"),
+        ("practice.trials", "3"),
+        ("practice.max_attempts", "3"),
+        ("texts.consent", "Consent text."),
+        ("texts.instructions", "Instructions."),
+        ("texts.debrief", "Thanks."),
+        ("completion.code", "DONE-1"),
+        ("completion.redirect_url", ""),
+        ("exclusion.min_catch_accuracy", "0.8"),
+        ("exclusion.min_answers_per_position", "5"),
+        ("exclusion.min_instructions_secs", "15"),
+        ("exclusion.min_total_secs", "135"),
+        ("exclusion.max_total_secs", "2500"),
+        ("exclusion.max_practice_attempts", "3"),
+        ("responses_per_unit", "30"),
+        ("seed", "7"),
+    ];
+    pairs
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
+
+/// `fields` with `name` set to `value`.
+pub fn with(mut fields: Vec<(String, String)>, name: &str, value: &str) -> Vec<(String, String)> {
+    for field in &mut fields {
+        if field.0 == name {
+            field.1 = value.to_string();
+        }
+    }
+    fields
+}
+
+pub fn as_refs(fields: &[(String, String)]) -> Vec<(&str, &str)> {
+    fields
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect()
+}
