@@ -8,14 +8,9 @@
 mod common;
 
 use std::collections::{BTreeMap, HashSet};
-use std::net::{TcpListener, TcpStream};
-use std::path::Path;
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use fantoccini::actions::{InputSource, KeyAction, KeyActions};
-use fantoccini::wd::Capabilities;
-use fantoccini::{Client, ClientBuilder, Locator};
 use meilab::study::config::{Completion, PracticeConfig, StudyConfig};
 use serde_json::{json, Value};
 use sqlx::Row;
@@ -27,163 +22,27 @@ const LOCK_MS: i64 = 300;
 const WAIT: Duration = Duration::from_secs(30);
 const COMPLETION_CODE: &str = "BROWSER-OK";
 
-/// One browser at a time, across threads (cargo test) and processes (cargo nextest): CI machines
-/// are small, and parallel Chromiums make timings flaky. The lock is released when the file closes.
-async fn browser_slot() -> std::fs::File {
-    tokio::task::spawn_blocking(|| {
-        let path = std::env::temp_dir().join("meilab-browser-tests.lock");
-        let file = std::fs::OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&path)
-            .unwrap_or_else(|e| panic!("open {}: {e}", path.display()));
-        file.lock()
-            .unwrap_or_else(|e| panic!("lock {}: {e}", path.display()));
-        file
-    })
-    .await
-    .expect("waiting for the browser slot")
-}
-
 // ---------------------------------------------------------------------------------------------
 // The browser
 
-struct Browser {
-    client: Client,
-    driver: Child,
-    _profile: tempfile::TempDir,
-    _slot: std::fs::File,
-}
+/// The shared headless Chromium (`common::browser`), with this page's ways of reading and driving it.
+struct Browser(common::browser::Browser);
 
-fn tool(env: &str, default: &str, what: &str) -> String {
-    let path = std::env::var(env).unwrap_or_else(|_| default.to_string());
-    assert!(
-        Path::new(&path).exists(),
-        "{what} not found at {path}: the browser tests need Chromium and its WebDriver \
-         (Debian/Ubuntu: `apt-get install chromium chromium-driver`), or set {env} to its path"
-    );
-    path
-}
+impl std::ops::Deref for Browser {
+    type Target = common::browser::Browser;
 
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("no free local port")
-        .port()
+    fn deref(&self) -> &Self::Target {
+        &self.0
+    }
 }
 
 impl Browser {
     async fn start() -> Self {
-        let slot = browser_slot().await;
-        let chromium = tool("MEILAB_TEST_CHROMIUM", "/usr/bin/chromium", "Chromium");
-        let chromedriver = tool(
-            "MEILAB_TEST_CHROMEDRIVER",
-            "/usr/bin/chromedriver",
-            "chromedriver",
-        );
-        let port = free_port();
-        let mut command = Command::new(&chromedriver);
-        command
-            .arg(format!("--port={port}"))
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null());
-        #[cfg(unix)]
-        {
-            // Its own process group, so that the browser it starts goes down with it.
-            use std::os::unix::process::CommandExt;
-            command.process_group(0);
-        }
-        let mut driver = command
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot start {chromedriver}: {e}"));
-        let started = Instant::now();
-        while TcpStream::connect(("127.0.0.1", port)).is_err() {
-            if let Ok(Some(status)) = driver.try_wait() {
-                panic!("chromedriver exited at start ({status})");
-            }
-            assert!(
-                started.elapsed() < Duration::from_secs(20),
-                "chromedriver did not listen on port {port} within 20 s"
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-
-        let profile = tempfile::tempdir().expect("temporary browser profile");
-        let mut capabilities = Capabilities::new();
-        capabilities.insert(
-            "goog:chromeOptions".into(),
-            json!({
-                "binary": chromium,
-                "args": [
-                    "--headless",
-                    "--no-sandbox",
-                    "--disable-gpu",
-                    "--disable-background-networking",
-                    "--disable-component-update",
-                    "--no-first-run",
-                    format!("--window-size={},{}", VIEWPORT.0, VIEWPORT.1),
-                    format!("--user-data-dir={}", profile.path().display()),
-                ],
-            }),
-        );
-        let client = ClientBuilder::native()
-            .capabilities(capabilities)
-            .connect(&format!("http://127.0.0.1:{port}"))
-            .await
-            .unwrap_or_else(|e| panic!("chromedriver could not start Chromium ({chromium}): {e}"));
-        let browser = Self {
-            client,
-            driver,
-            _profile: profile,
-            _slot: slot,
-        };
-        browser.set_viewport(VIEWPORT.0, VIEWPORT.1).await;
-        browser
+        Self(common::browser::Browser::start(VIEWPORT.0, VIEWPORT.1).await)
     }
 
-    /// Sizes the window so that the page itself (not the window frame) is `width` x `height`.
-    async fn set_viewport(&self, width: u32, height: u32) {
-        let inner = self.js("return [window.outerWidth - window.innerWidth, window.outerHeight - window.innerHeight];").await;
-        let frame = |i: usize| inner[i].as_u64().unwrap_or(0) as u32;
-        self.client
-            .set_window_size(width + frame(0), height + frame(1))
-            .await
-            .expect("resize the browser window");
-        let size = self
-            .js("return [window.innerWidth, window.innerHeight];")
-            .await;
-        assert_eq!(
-            size,
-            json!([width, height]),
-            "the viewport could not be set"
-        );
-    }
-
-    async fn close(mut self) {
-        let client = self.client.clone();
-        client.close().await.expect("close the browser session");
-        let _ = self.driver.kill();
-        let _ = self.driver.wait();
-    }
-
-    async fn goto(&self, url: &str) {
-        self.client
-            .goto(url)
-            .await
-            .unwrap_or_else(|e| panic!("open {url}: {e}"));
-    }
-
-    async fn js(&self, script: &str) -> Value {
-        self.js_with(script, vec![]).await
-    }
-
-    async fn js_with(&self, script: &str, args: Vec<Value>) -> Value {
-        self.client
-            .execute(script, args)
-            .await
-            .unwrap_or_else(|e| panic!("script failed: {e}\n{script}"))
+    async fn close(self) {
+        self.0.close().await;
     }
 
     /// What the page shows: the app's view, the trial's state, kind and position, and the status line.
@@ -226,50 +85,19 @@ impl Browser {
     }
 
     /// Waits for a visible element with this `data-testid`.
+    /// Waits for a visible element with this `data-testid`.
     async fn wait_testid(&self, testid: &str) -> fantoccini::elements::Element {
-        let selector = format!(r#"[data-testid="{testid}"]"#);
-        let started = Instant::now();
-        loop {
-            let visible = self
-                .js_with(
-                    "const e = document.querySelector(arguments[0]); return !!e && !e.closest('[hidden]');",
-                    vec![json!(selector)],
-                )
-                .await;
-            if visible == json!(true) {
-                return self
-                    .client
-                    .find(Locator::Css(&selector))
-                    .await
-                    .expect("find element");
-            }
-            if started.elapsed() > WAIT {
-                panic!(
-                    "waited {WAIT:?} for [data-testid={testid}]; the page shows {:?}",
-                    self.page_state().await
-                );
-            }
-            tokio::time::sleep(Duration::from_millis(40)).await;
-        }
+        self.0.wait(&format!(r#"[data-testid="{testid}"]"#)).await
     }
 
     async fn click(&self, testid: &str) {
-        self.wait_testid(testid)
-            .await
-            .click()
-            .await
-            .unwrap_or_else(|e| panic!("click [data-testid={testid}]: {e}"));
+        self.0.click(&format!(r#"[data-testid="{testid}"]"#)).await;
     }
 
     async fn text(&self, testid: &str) -> String {
-        self.wait_testid(testid)
-            .await
-            .text()
-            .await
-            .expect("element text")
+        self.0.text(&format!(r#"[data-testid="{testid}"]"#)).await
     }
 
-    /// Presses and releases one key, delivered to whatever has focus (the document).
     async fn press(&self, key: char) {
         let keys = KeyActions::new("keyboard".into())
             .then(KeyAction::Down { value: key })
@@ -296,21 +124,6 @@ impl Browser {
             Some(text) => serde_json::from_str(text).expect("the outbox is JSON"),
             None => vec![],
         }
-    }
-}
-
-impl Drop for Browser {
-    fn drop(&mut self) {
-        // Normally `close` ran already; after a failed assertion this still takes the browser down.
-        #[cfg(unix)]
-        {
-            let _ = Command::new("kill")
-                .args(["-TERM", "--", &format!("-{}", self.driver.id())])
-                .stderr(Stdio::null())
-                .status();
-        }
-        let _ = self.driver.kill();
-        let _ = self.driver.wait();
     }
 }
 

@@ -141,6 +141,14 @@ impl Browser {
             .set_window_size(width + frame(0), height + frame(1))
             .await
             .expect("resize the browser window");
+        let size = self
+            .js("return [window.innerWidth, window.innerHeight];")
+            .await;
+        assert_eq!(
+            size,
+            json!([width, height]),
+            "the viewport could not be set"
+        );
     }
 
     pub async fn close(mut self) {
