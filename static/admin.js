@@ -103,6 +103,21 @@ function setUpMonitor() {
       if (items.length === 0) items.push(el('li', { class: 'muted' }, 'No session excluded.'));
       reasons.replaceChildren(...items);
     }
+    const excluded = root.querySelector('[data-excluded]');
+    if (excluded) {
+      const items = data.recent_exclusions.map((e) =>
+        el(
+          'li',
+          {},
+          el('span', { class: 'session-id' }, e.session),
+          ' ',
+          el('span', { class: 'sub' }, e.when),
+          el('ul', {}, ...e.failed.map((f) => el('li', {}, f))),
+        ),
+      );
+      if (items.length === 0) items.push(el('li', { class: 'muted' }, 'None.'));
+      excluded.replaceChildren(...items);
+    }
   }, () => live?.classList.add('stale'));
 }
 

@@ -74,7 +74,6 @@ async fn an_admin_creates_and_opens_a_study_and_downloads_its_responses() {
         .await;
     // A participant driven by the test answers in milliseconds; the IMI time rules would exclude it.
     for field in [
-        "exclusion.min_catch_accuracy",
         "exclusion.min_answers_per_position",
         "exclusion.min_instructions_secs",
         "exclusion.min_total_secs",
@@ -140,6 +139,24 @@ async fn an_admin_creates_and_opens_a_study_and_downloads_its_responses() {
              && document.querySelector('[data-testid=stat-completed]').textContent === '1';",
         )
         .await;
+    // A second participant misses the catch trial: excluded, with the reason on the page.
+    let careless = app
+        .participant(
+            "browser-study",
+            json!({"external_id": "p-2", "source": "prolific"}),
+        )
+        .await;
+    careless.consent_and_read_instructions().await;
+    careless.answer_everything_wrong().await;
+    assert_eq!(careless.finish(json!({})).await.0, 200);
+    browser
+        .wait_until(
+            "the exclusion to show",
+            "return document.querySelector('[data-testid=stat-excluded]').textContent === '1' \
+             && document.querySelector('[data-reasons]').textContent.includes('Catch accuracy');",
+        )
+        .await;
+    assert_eq!(browser.text("[data-testid=stat-valid]").await, "3");
     browser.screenshot("admin-monitoring").await;
 
     // The download holds the response, one row each.
@@ -154,7 +171,12 @@ async fn an_admin_creates_and_opens_a_study_and_downloads_its_responses() {
         .await;
     let csv = csv.as_str().expect("CSV text");
     let rows: Vec<&str> = csv.lines().skip(1).collect();
-    assert_eq!(rows.len(), answered);
+    let stored_count = app.count("SELECT count(*) FROM responses").await;
+    assert_eq!(
+        rows.len() as i64,
+        stored_count,
+        "every response, excluded ones flagged"
+    );
     let stored: Vec<String> =
         sqlx::query_scalar("SELECT response_id::text FROM responses ORDER BY position")
             .fetch_all(&app.pool)

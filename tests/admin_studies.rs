@@ -248,10 +248,9 @@ async fn an_imi_folder_on_the_server_becomes_the_stimuli_of_a_draft_and_a_clone_
     assert_eq!(config_json(&app, copy).await, config_json(&app, id).await);
 }
 
-/// Thresholds a session answered by a test in a few milliseconds passes.
+/// Thresholds a session answered by a test in a few milliseconds passes, if it gets the catch trials right.
 fn lenient() -> ExclusionThresholds {
     ExclusionThresholds {
-        min_catch_accuracy: 0.0,
         min_answers_per_position: 0,
         min_instructions_secs: 0.0,
         min_total_secs: 0.0,
@@ -347,4 +346,55 @@ async fn monitoring_and_responses_csv_count_a_completed_session() {
         "rows start with the session pseudonym"
     );
     assert_eq!(csv.matches(",main,").count(), 4);
+
+    // A careless participant fails the catch trial: excluded, with the reason, and not counted.
+    let careless = app
+        .participant(
+            "counted",
+            serde_json::json!({"external_id": "p-2", "source": "prolific"}),
+        )
+        .await;
+    careless.consent_and_read_instructions().await;
+    let wrong = careless.answer_everything_wrong().await;
+    assert_eq!(careless.finish(serde_json::json!({})).await.0, 200);
+    let now: serde_json::Value = rita
+        .get(&format!("/admin/studies/{id}/monitor.json"))
+        .await
+        .json()
+        .await
+        .expect("JSON");
+    assert_eq!(
+        (
+            now["started"].as_i64(),
+            now["completed"].as_i64(),
+            now["excluded"].as_i64()
+        ),
+        (Some(2), Some(1), Some(1))
+    );
+    assert_eq!(
+        now["valid"], 4,
+        "an excluded session's answers are not valid"
+    );
+    assert_eq!(
+        now["reasons"][0]["reason"],
+        "Catch accuracy below the threshold"
+    );
+    let detail = now["recent_exclusions"][0]["failed"][0]
+        .as_str()
+        .unwrap_or_default();
+    assert!(detail.contains("catch trials correct"), "{detail}");
+    let (_, page) = rita.text(&format!("/admin/studies/{id}/monitor")).await;
+    assert!(page.contains("Catch accuracy below the threshold"));
+    let csv = rita
+        .get(&format!("/admin/studies/{id}/responses.csv"))
+        .await
+        .text()
+        .await
+        .expect("CSV");
+    assert_eq!(
+        csv.lines().count() - 1,
+        answered + wrong,
+        "excluded sessions are exported"
+    );
+    assert_eq!(csv.matches(",true,complete,").count(), wrong, "and flagged");
 }

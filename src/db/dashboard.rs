@@ -224,3 +224,27 @@ pub async fn preview_trial(
     .await?;
     Ok((trial, total))
 }
+
+pub struct ExcludedSession {
+    pub token: String,
+    pub completed_at: Option<DateTime<Utc>>,
+    pub checks: serde_json::Value,
+}
+
+/// The most recently finished excluded sessions with their stored checks.
+pub async fn recent_exclusions(
+    conn: &mut PgConnection,
+    study_id: i64,
+    limit: i64,
+) -> sqlx::Result<Vec<ExcludedSession>> {
+    sqlx::query_as!(
+        ExcludedSession,
+        r#"SELECT token, completed_at, exclusion_reasons AS checks
+           FROM sessions WHERE study_id = $1 AND excluded
+           ORDER BY completed_at DESC NULLS LAST, id DESC LIMIT $2"#,
+        study_id,
+        limit
+    )
+    .fetch_all(conn)
+    .await
+}

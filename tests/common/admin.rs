@@ -195,3 +195,18 @@ pub fn as_refs(fields: &[(String, String)]) -> Vec<(&str, &str)> {
         .map(|(k, v)| (k.as_str(), v.as_str()))
         .collect()
 }
+
+impl super::Participant<'_> {
+    /// Answers every trial with the wrong query (catch trials included); returns how many.
+    pub async fn answer_everything_wrong(&self) -> usize {
+        let mut answered = 0;
+        while let Some(trial) = self.next_trial().await {
+            let position = trial["position"].as_i64().expect("position");
+            let chosen = 1 - self.max_index(position).await;
+            let (status, reply) = self.answer(Self::answer_body(position, chosen)).await;
+            assert_eq!(status, 200, "answer rejected: {reply}");
+            answered += 1;
+        }
+        answered
+    }
+}

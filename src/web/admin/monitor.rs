@@ -9,6 +9,7 @@ use serde::Serialize;
 
 use super::{count, load_study, page, percent, Admin, AdminError, Chrome, PageResult, StudyNav};
 use crate::db;
+use crate::export::responses;
 use crate::web::AppState;
 
 /// How often the page asks for fresh figures.
@@ -36,6 +37,49 @@ pub struct Reason {
     pub sessions: i64,
 }
 
+/// An excluded session: its pseudonym (as in `responses.csv`) and the rules it failed, in words.
+#[derive(Debug, Serialize)]
+pub struct Excluded {
+    pub session: String,
+    pub when: String,
+    pub failed: Vec<String>,
+}
+
+/// How long the list of recent exclusions is.
+const RECENT_EXCLUSIONS: i64 = 8;
+
+/// The exclusion rules (DESIGN 1.3) in words.
+fn rule_label(rule: &str) -> String {
+    match rule {
+        "catch_accuracy" => "Catch accuracy below the threshold".into(),
+        "answers_per_position" => "Too few answers at one query position".into(),
+        "instructions_time" => "Too little time on the instructions".into(),
+        "total_time" => "Total time outside the allowed range".into(),
+        "practice_attempts" => "Too many practice rounds".into(),
+        other => other.into(),
+    }
+}
+
+/// The failed checks of a session's stored exclusion result, each as "label: detail".
+fn failed_checks(checks: &serde_json::Value) -> Vec<String> {
+    checks
+        .as_array()
+        .map(|all| {
+            all.iter()
+                .filter_map(|c| match c {
+                    serde_json::Value::String(rule) => Some(rule_label(rule)),
+                    serde_json::Value::Object(o) if o.get("passed") != Some(&true.into()) => {
+                        let rule = o.get("rule").and_then(|r| r.as_str()).unwrap_or("rule");
+                        let detail = o.get("detail").and_then(|d| d.as_str()).unwrap_or("");
+                        Some(format!("{}: {detail}", rule_label(rule)))
+                    }
+                    _ => None,
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
 /// Every figure of the page; the JSON endpoint sends the same.
 #[derive(Debug, Serialize)]
 pub struct Snapshot {
@@ -45,6 +89,7 @@ pub struct Snapshot {
     pub completed: i64,
     pub excluded: i64,
     pub reasons: Vec<Reason>,
+    pub recent_exclusions: Vec<Excluded>,
     pub valid: i64,
     pub target: i64,
     pub percent: i64,
@@ -83,6 +128,7 @@ pub async fn snapshot(
     let responses = db::dashboard::response_counts(&mut conn, study.id).await?;
     let reasons = db::dashboard::exclusion_reasons(&mut conn, study.id).await?;
     let units = db::dashboard::unit_progress(&mut conn, study.id).await?;
+    let recent = db::dashboard::recent_exclusions(&mut conn, study.id, RECENT_EXCLUSIONS).await?;
     let per_unit = study.config.responses_per_unit;
     let target = units.len() as i64 * per_unit;
     let units: Vec<UnitRow> = units
@@ -130,8 +176,19 @@ pub async fn snapshot(
         reasons: reasons
             .into_iter()
             .map(|r| Reason {
-                reason: r.reason,
+                reason: rule_label(&r.reason),
                 sessions: r.sessions,
+            })
+            .collect(),
+        recent_exclusions: recent
+            .into_iter()
+            .map(|e| Excluded {
+                session: responses::pseudonym(&e.token),
+                when: e
+                    .completed_at
+                    .map(|t| t.format("%Y-%m-%d %H:%M UTC").to_string())
+                    .unwrap_or_else(|| "not finished".into()),
+                failed: failed_checks(&e.checks),
             })
             .collect(),
         valid: responses.valid,
@@ -190,7 +247,19 @@ async fn json(state: web::Data<AppState>, _admin: Admin, id: web::Path<i64>) -> 
 
 #[cfg(test)]
 mod tests {
-    use super::minutes;
+    use super::{failed_checks, minutes};
+
+    #[test]
+    fn failed_checks_are_put_in_words() {
+        let checks = serde_json::json!([
+            {"rule": "catch_accuracy", "passed": false, "detail": "1 of 5 catch trials correct"},
+            {"rule": "total_time", "passed": true, "detail": "300 s in total"},
+        ]);
+        assert_eq!(
+            failed_checks(&checks),
+            ["Catch accuracy below the threshold: 1 of 5 catch trials correct"]
+        );
+    }
 
     #[test]
     fn durations_read_as_clock_times() {
