@@ -49,6 +49,7 @@ async fn an_admin_creates_and_opens_a_study_and_downloads_its_responses() {
         .fill("[data-testid='field-catch_per_session']", "5")
         .await;
     browser.fill("[data-testid='field-lock_ms']", "-1").await;
+    browser.js("window.scrollTo(0, 0);").await;
     browser.screenshot("admin-study-form").await;
     browser.click("[data-testid=save]").await;
     browser.wait("[data-testid=form-errors]").await;
@@ -72,6 +73,10 @@ async fn an_admin_creates_and_opens_a_study_and_downloads_its_responses() {
     browser
         .fill("[data-testid='field-responses_per_unit']", "2")
         .await;
+    browser
+        .js("document.querySelector('[data-testid=\"field-exclusion.min_catch_accuracy\"]').closest('fieldset').scrollIntoView();")
+        .await;
+    browser.screenshot("admin-study-form-exclusion").await;
     // A participant driven by the test answers in milliseconds; the IMI time rules would exclude it.
     for field in [
         "exclusion.min_answers_per_position",
