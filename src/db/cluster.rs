@@ -72,6 +72,18 @@ impl PrivateCluster {
         }
     }
 
+    /// Restarts the server on the same port (operations and tests of outage handling).
+    pub fn restart(&self) -> anyhow::Result<()> {
+        let pgdata = path_str(&self.pgdata());
+        // Without a log file the server would write to, and hold open, this process's pipes.
+        let log = path_str(&self.root.join("server.log"));
+        let output = self.run(
+            &self.bin.join("pg_ctl"),
+            &["-D", &pgdata, "-l", &log, "-m", "fast", "-w", "restart"],
+        )?;
+        check(output, "pg_ctl restart")
+    }
+
     fn pgdata(&self) -> PathBuf {
         self.root.join("data")
     }
