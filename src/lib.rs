@@ -9,4 +9,5 @@ pub mod loadtest;
 pub mod stimuli;
 pub mod study;
 pub mod telemetry;
+pub mod vision;
 pub mod web;

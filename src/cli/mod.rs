@@ -1,10 +1,13 @@
 //! The `meilab` command line.
 
 mod admin;
+pub mod bench;
 mod demo;
 mod import;
 mod loadtest;
+pub mod lpips;
 mod serve;
+pub mod weights;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -49,6 +52,12 @@ enum Command {
     Admin(AdminCommand),
     /// Drive a running server with simulated participants; print responses/s and latencies.
     Loadtest(loadtest::LoadtestArgs),
+    /// Import, fetch and list network weights (kept in the data directory).
+    Weights(weights::WeightsArgs),
+    /// Print the LPIPS distance between two images.
+    Lpips(lpips::LpipsArgs),
+    /// Measure the vision engine: backbone and LPIPS throughput, distance matrices, memory.
+    Bench(bench::BenchArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -91,10 +100,26 @@ impl Cli {
                 Command::Migrate => serve::migrate_only(settings).await,
                 Command::Study(StudyCommand::Import(args)) => import::run(settings, args).await,
                 Command::Loadtest(args) => loadtest::run(args).await,
+                Command::Weights(args) => {
+                    blocking(move || weights::run(args, &settings.data_dir)).await
+                }
+                Command::Lpips(args) => {
+                    blocking(move || lpips::run(args, &settings.data_dir)).await
+                }
+                Command::Bench(args) => {
+                    blocking(move || bench::run(args, &settings.data_dir)).await
+                }
                 Command::Admin(AdminCommand::CreateUser(args)) => {
                     admin::create_user(settings, args).await
                 }
             }
         })
     }
+}
+
+/// Compute-bound commands run off the async executor.
+async fn blocking(
+    work: impl FnOnce() -> anyhow::Result<()> + Send + 'static,
+) -> anyhow::Result<()> {
+    tokio::task::spawn_blocking(work).await?
 }
