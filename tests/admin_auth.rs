@@ -135,30 +135,30 @@ async fn a_form_posted_without_its_csrf_token_is_rejected() {
     let id = app
         .create_synthetic_study("tokens", StudyConfig::default())
         .await;
-    app.create_account("ada", Role::Admin).await;
-    let ada = app.login("ada").await;
+    app.create_account("owner", Role::Admin).await;
+    let owner = app.login("owner").await;
     let path = format!("/admin/studies/{id}/status");
-    let missing = ada.post_raw(&path, &[("to", "paused")]).await;
+    let missing = owner.post_raw(&path, &[("to", "paused")]).await;
     assert_eq!(missing.status(), 403);
-    let wrong = ada
+    let wrong = owner
         .post_raw(&path, &[("csrf", &"0".repeat(64)), ("to", "paused")])
         .await;
     assert_eq!(wrong.status(), 403);
     assert_eq!(study_status(&app, id).await, "active", "nothing changed");
-    let clone = ada
+    let clone = owner
         .post_raw(&format!("/admin/studies/{id}/clone"), &[])
         .await;
     assert_eq!(clone.status(), 403);
     assert_eq!(app.count("SELECT count(*) FROM studies").await, 1);
 
-    let right = ada.post(&path, &[("to", "paused")]).await;
+    let right = owner.post(&path, &[("to", "paused")]).await;
     assert_eq!(right.status(), 303);
     assert_eq!(study_status(&app, id).await, "paused");
 
     // The login form too: its token must match the cookie the form page set.
     let login = client()
         .post(app.url("/admin/login"))
-        .form(&[("username", "ada"), ("password", PASSWORD)])
+        .form(&[("username", "owner"), ("password", PASSWORD)])
         .send()
         .await
         .expect("login");
@@ -169,8 +169,8 @@ async fn a_form_posted_without_its_csrf_token_is_rejected() {
 #[tokio::test]
 async fn the_session_cookie_is_http_only_and_same_site_and_logout_ends_it() {
     let app = spawn_app().await;
-    app.create_account("ada", Role::Admin).await;
-    let response = app.try_login("ada", PASSWORD).await;
+    app.create_account("owner", Role::Admin).await;
+    let response = app.try_login("owner", PASSWORD).await;
     let header = set_cookie_header(&response, "meilab_admin")
         .expect("session cookie")
         .to_string();
@@ -184,10 +184,10 @@ async fn the_session_cookie_is_http_only_and_same_site_and_logout_ends_it() {
     let token = cookie(&response, "meilab_admin").expect("cookie");
     assert!(!token.contains(&stored), "only the token's hash is stored");
 
-    let ada = app.login("ada").await;
-    assert_eq!(ada.post("/admin/logout", &[]).await.status(), 303);
+    let owner = app.login("owner").await;
+    assert_eq!(owner.post("/admin/logout", &[]).await.status(), 303);
     assert_eq!(
-        ada.get("/admin").await.status(),
+        owner.get("/admin").await.status(),
         303,
         "the old cookie no longer works"
     );
@@ -196,10 +196,10 @@ async fn the_session_cookie_is_http_only_and_same_site_and_logout_ends_it() {
 #[tokio::test]
 async fn ten_wrong_passwords_in_a_row_are_rate_limited() {
     let app = spawn_app().await;
-    app.create_account("ada", Role::Admin).await;
+    app.create_account("owner", Role::Admin).await;
     let mut statuses = vec![];
     for _ in 0..10 {
-        let response = app.try_login("ada", "not the password").await;
+        let response = app.try_login("owner", "not the password").await;
         assert!(cookie(&response, "meilab_admin").is_none());
         statuses.push(response.status().as_u16());
     }
@@ -208,7 +208,7 @@ async fn ten_wrong_passwords_in_a_row_are_rate_limited() {
         statuses[9], 429,
         "limited by the tenth attempt: {statuses:?}"
     );
-    let right = app.try_login("ada", PASSWORD).await;
+    let right = app.try_login("owner", PASSWORD).await;
     assert_eq!(
         right.status(),
         429,
@@ -227,7 +227,7 @@ async fn ten_wrong_passwords_in_a_row_are_rate_limited() {
 #[tokio::test]
 async fn an_unknown_user_and_a_wrong_password_get_the_same_answer() {
     let app = spawn_app().await;
-    app.create_account("ada", Role::Admin).await;
+    app.create_account("owner", Role::Admin).await;
     let mut timings = (vec![], vec![]);
     let mut bodies = (String::new(), String::new());
     for _ in 0..4 {
@@ -242,14 +242,14 @@ async fn an_unknown_user_and_a_wrong_password_get_the_same_answer() {
             .replace("nobody", "NAME");
 
         let started = Instant::now();
-        let wrong = app.try_login("ada", "not the password").await;
+        let wrong = app.try_login("owner", "not the password").await;
         timings.1.push(started.elapsed());
         assert_eq!(wrong.status(), 401);
         bodies.1 = wrong
             .text()
             .await
             .expect("body")
-            .replace("value=\"ada\"", "value=\"NAME\"");
+            .replace("value=\"owner\"", "value=\"NAME\"");
     }
     let without_token = |s: &str| {
         let marker = "name=\"csrf\" value=\"";

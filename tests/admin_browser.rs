@@ -13,14 +13,14 @@ use serde_json::json;
 #[tokio::test]
 async fn an_admin_creates_and_opens_a_study_and_downloads_its_responses() {
     let app = spawn_app().await;
-    app.create_account("ada", Role::Admin).await;
+    app.create_account("owner", Role::Admin).await;
     let browser = Browser::start(940, 600).await;
 
     // Any dashboard page sends a visitor to the login form, and back after logging in.
     browser.goto(&app.url("/admin")).await;
     browser.wait("[data-testid=login-form]").await;
     browser.screenshot("admin-login").await;
-    browser.fill("[data-testid=login-username]", "ada").await;
+    browser.fill("[data-testid=login-username]", "owner").await;
     browser
         .fill("[data-testid=login-password]", "not it at all")
         .await;

@@ -43,8 +43,8 @@ fn imi_fixtures() -> PathBuf {
 #[tokio::test]
 async fn invalid_settings_are_refused_with_a_message_on_the_form_and_nothing_is_saved() {
     let app = spawn_app().await;
-    app.create_account("ada", Role::Admin).await;
-    let ada = app.login("ada").await;
+    app.create_account("owner", Role::Admin).await;
+    let owner = app.login("owner").await;
     let cases = [
         (
             "catch_per_session",
@@ -67,7 +67,7 @@ async fn invalid_settings_are_refused_with_a_message_on_the_form_and_nothing_is_
     ];
     for (field, value, message) in cases {
         let fields = with(study_fields("new-study"), field, value);
-        let response = ada.post("/admin/studies", &as_refs(&fields)).await;
+        let response = owner.post("/admin/studies", &as_refs(&fields)).await;
         assert_eq!(response.status(), 422, "{field} = {value}");
         let page = response.text().await.expect("body");
         assert!(
@@ -92,24 +92,24 @@ async fn invalid_settings_are_refused_with_a_message_on_the_form_and_nothing_is_
     );
 
     // Editing refuses the same way and leaves the stored settings as they were.
-    let id = create_study(&ada, "kept").await;
+    let id = create_study(&owner, "kept").await;
     let before = config_json(&app, id).await;
     let fields = with(study_fields("kept"), "lock_ms", "-1");
-    let response = ada
+    let response = owner
         .post(&format!("/admin/studies/{id}/edit"), &as_refs(&fields))
         .await;
     assert_eq!(response.status(), 422);
     assert_eq!(config_json(&app, id).await, before);
 
     let fields = with(study_fields("kept"), "lock_ms", "800");
-    let response = ada
+    let response = owner
         .post(&format!("/admin/studies/{id}/edit"), &as_refs(&fields))
         .await;
     assert_eq!(response.status(), 303);
     assert_eq!(config_json(&app, id).await["lock_ms"], 800);
 
     // A taken name is refused on the field too.
-    let response = ada
+    let response = owner
         .post("/admin/studies", &as_refs(&study_fields("kept")))
         .await;
     assert_eq!(response.status(), 422);
@@ -123,24 +123,24 @@ async fn invalid_settings_are_refused_with_a_message_on_the_form_and_nothing_is_
 #[tokio::test]
 async fn a_study_moves_from_draft_to_active_to_paused_to_closed() {
     let app = spawn_app().await;
-    app.create_account("ada", Role::Admin).await;
-    let ada = app.login("ada").await;
-    let id = create_study(&ada, "lifecycle").await;
+    app.create_account("owner", Role::Admin).await;
+    let owner = app.login("owner").await;
+    let id = create_study(&owner, "lifecycle").await;
     let status = |to: &'static str| [("to", to)];
     let set = |to: &'static str| {
         let path = format!("/admin/studies/{id}/status");
-        let ada = &ada;
-        async move { ada.post(&path, &status(to)).await.status().as_u16() }
+        let owner = &owner;
+        async move { owner.post(&path, &status(to)).await.status().as_u16() }
     };
     assert_eq!(set("active").await, 409, "no stimuli yet");
-    let added = ada
+    let added = owner
         .post(
             &format!("/admin/studies/{id}/stimuli"),
             &[("source", "synthetic")],
         )
         .await;
     assert_eq!(added.status(), 303);
-    let (_, overview) = ada.text(&format!("/admin/studies/{id}")).await;
+    let (_, overview) = owner.text(&format!("/admin/studies/{id}")).await;
     assert!(overview.contains("data-testid=\"stimuli-counts\""));
     assert_eq!(set("paused").await, 409, "a draft cannot be paused");
     assert_eq!(set("active").await, 303);
@@ -162,7 +162,7 @@ async fn a_study_moves_from_draft_to_active_to_paused_to_closed() {
     assert_eq!(set("active").await, 409, "closed for good");
 
     // The recruitment links are on the overview, ready to copy.
-    let (_, overview) = ada.text(&format!("/admin/studies/{id}")).await;
+    let (_, overview) = owner.text(&format!("/admin/studies/{id}")).await;
     assert!(overview.contains(
         "/s/lifecycle?PROLIFIC_PID={{%PROLIFIC_PID%}}&#38;STUDY_ID={{%STUDY_ID%}}&#38;SESSION_ID={{%SESSION_ID%}}"
     ));
@@ -172,10 +172,10 @@ async fn a_study_moves_from_draft_to_active_to_paused_to_closed() {
 #[tokio::test]
 async fn an_imi_folder_on_the_server_becomes_the_stimuli_of_a_draft_and_a_clone_copies_them() {
     let app = spawn_app().await;
-    app.create_account("ada", Role::Admin).await;
-    let ada = app.login("ada").await;
-    let id = create_study(&ada, "imported").await;
-    let missing = ada
+    app.create_account("owner", Role::Admin).await;
+    let owner = app.login("owner").await;
+    let id = create_study(&owner, "imported").await;
+    let missing = owner
         .post(
             &format!("/admin/studies/{id}/stimuli"),
             &[
@@ -194,7 +194,7 @@ async fn an_imi_folder_on_the_server_becomes_the_stimuli_of_a_draft_and_a_clone_
 
     let folder = imi_fixtures().join("trials/demo_natural_9_references");
     let folder = folder.to_str().expect("UTF-8 path");
-    let added = ada
+    let added = owner
         .post(
             &format!("/admin/studies/{id}/stimuli"),
             &[
@@ -219,7 +219,7 @@ async fn an_imi_folder_on_the_server_becomes_the_stimuli_of_a_draft_and_a_clone_
     };
     let imported = trials(id).await;
     assert!(imported >= 2, "{imported} trials");
-    let again = ada
+    let again = owner
         .post(
             &format!("/admin/studies/{id}/stimuli"),
             &[("source", "synthetic")],
@@ -228,7 +228,7 @@ async fn an_imi_folder_on_the_server_becomes_the_stimuli_of_a_draft_and_a_clone_
     assert_eq!(again.status(), 422, "a study's stimuli are not mixed");
     assert_eq!(trials(id).await, imported);
 
-    let (status, preview) = ada.text(&format!("/admin/studies/{id}/preview")).await;
+    let (status, preview) = owner.text(&format!("/admin/studies/{id}/preview")).await;
     assert_eq!(status, 200);
     assert_eq!(
         preview.matches("data-testid=\"preview-answer\"").count(),
@@ -236,7 +236,7 @@ async fn an_imi_folder_on_the_server_becomes_the_stimuli_of_a_draft_and_a_clone_
         "the answer is marked"
     );
 
-    let cloned = ada.post(&format!("/admin/studies/{id}/clone"), &[]).await;
+    let cloned = owner.post(&format!("/admin/studies/{id}/clone"), &[]).await;
     assert_eq!(cloned.status(), 303);
     let copy: i64 = sqlx::query_scalar(
         "SELECT id FROM studies WHERE slug = 'imported-copy' AND status = 'draft'",
