@@ -281,6 +281,25 @@ async fn new(admin: Admin) -> PageResult {
     )
 }
 
+/// The form's settings, or every problem with them: names, values, and a URL name taken by another study
+/// (`own_id` is the study being edited, 0 for a new one).
+async fn check(
+    tx: &mut sqlx::PgConnection,
+    form: &StudyForm,
+    own_id: i64,
+) -> Result<Result<StudyConfig, Vec<Problem>>, crate::error::AppError> {
+    let mut problems = Vec::new();
+    form.check_names(&mut problems);
+    let config = form.parse().map_err(|p| problems.extend(p)).ok();
+    if problems.is_empty() && db::studies::slug_taken(tx, form.slug.trim(), own_id).await? {
+        problems.push(Problem {
+            field: "slug".into(),
+            message: "is already used by another study".into(),
+        });
+    }
+    Ok(config.filter(|_| problems.is_empty()).ok_or(problems))
+}
+
 async fn create(
     state: web::Data<AppState>,
     admin: Admin,
@@ -289,17 +308,10 @@ async fn create(
     admin.require_admin()?;
     admin.check_csrf(&form.csrf)?;
     let form = form.into_inner();
-    let mut problems = Vec::new();
-    form.check_names(&mut problems);
-    let config = form.parse().map_err(|p| problems.extend(p)).ok();
     let mut tx = state.pool.begin().await?;
-    if problems.is_empty() && db::studies::slug_taken(&mut tx, form.slug.trim(), 0).await? {
-        problems.push(Problem {
-            field: "slug".into(),
-            message: "is already used by another study".into(),
-        });
-    }
-    let Some(config) = config.filter(|_| problems.is_empty()) else {
+    let checked = check(&mut tx, &form, 0).await?;
+    let Ok(config) = checked else {
+        let problems = checked.err().unwrap_or_default();
         return page(
             StatusCode::UNPROCESSABLE_ENTITY,
             &StudyFormPage {
@@ -360,16 +372,9 @@ async fn update(
     if slug_locked {
         form.slug = study.slug.clone();
     }
-    let mut problems = Vec::new();
-    form.check_names(&mut problems);
-    let config = form.parse().map_err(|p| problems.extend(p)).ok();
-    if problems.is_empty() && db::studies::slug_taken(&mut tx, form.slug.trim(), study.id).await? {
-        problems.push(Problem {
-            field: "slug".into(),
-            message: "is already used by another study".into(),
-        });
-    }
-    let Some(config) = config.filter(|_| problems.is_empty()) else {
+    let checked = check(&mut tx, &form, study.id).await?;
+    let Ok(config) = checked else {
+        let problems = checked.err().unwrap_or_default();
         return page(
             StatusCode::UNPROCESSABLE_ENTITY,
             &StudyFormPage {
