@@ -5,6 +5,7 @@ pub mod config;
 pub mod db;
 pub mod error;
 pub mod export;
+pub mod jobs;
 pub mod loadtest;
 pub mod stimuli;
 pub mod study;
