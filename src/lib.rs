@@ -7,6 +7,7 @@ pub mod error;
 pub mod export;
 pub mod jobs;
 pub mod loadtest;
+pub mod observer;
 pub mod stimuli;
 pub mod study;
 pub mod telemetry;

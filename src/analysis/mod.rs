@@ -1,7 +1,11 @@
-//! Statistics of human and model responses (DESIGN 1.4, 1.6, 1.7). Pure functions: no HTTP, no SQL.
+//! Statistics of human and model responses (DESIGN 1.4, 1.6, 1.7) and their figures. Pure functions:
+//! no HTTP, no SQL.
 
 pub mod agreement;
 pub mod bootstrap;
+pub mod consistency;
+pub mod plots;
+pub mod report;
 pub mod roc;
 
 /// Mean of `values`, or `None` for an empty slice.

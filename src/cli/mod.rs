@@ -3,8 +3,10 @@
 mod admin;
 pub mod bench;
 mod demo;
+mod export;
 mod import;
 mod loadtest;
+mod observer;
 pub mod lpips;
 mod serve;
 pub mod weights;
@@ -56,6 +58,11 @@ enum Command {
     Weights(weights::WeightsArgs),
     /// Print the LPIPS distance between two images.
     Lpips(lpips::LpipsArgs),
+    /// Score a study's trials with the in-silico LPIPS observer.
+    #[command(subcommand)]
+    Observer(ObserverCommand),
+    /// Write a study's responses, per-unit and per-layer tables, ROC points or plots.
+    Export(export::ExportArgs),
     /// Measure the vision engine: backbone and LPIPS throughput, distance matrices, memory.
     Bench(bench::BenchArgs),
 }
@@ -64,6 +71,12 @@ enum Command {
 enum AdminCommand {
     /// Create a dashboard account (or set a new password for an existing one); prints a generated password.
     CreateUser(admin::CreateUserArgs),
+}
+
+#[derive(Debug, Subcommand)]
+enum ObserverCommand {
+    /// Score every main and catch trial of a study and store the judgments (re-scoring overwrites).
+    Score(observer::ScoreArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -100,6 +113,10 @@ impl Cli {
                 Command::Migrate => serve::migrate_only(settings).await,
                 Command::Study(StudyCommand::Import(args)) => import::run(settings, args).await,
                 Command::Loadtest(args) => loadtest::run(args).await,
+                Command::Observer(ObserverCommand::Score(args)) => {
+                    observer::score(settings, args).await
+                }
+                Command::Export(args) => export::run(settings, args).await,
                 Command::Weights(args) => {
                     blocking(move || weights::run(args, &settings.data_dir)).await
                 }

@@ -2,9 +2,11 @@
 //! and one file of queries per aggregate.
 
 pub mod admins;
+pub mod analysis_data;
 pub mod cluster;
 pub mod dashboard;
 pub mod images;
+pub mod judgments;
 pub mod response_export;
 pub mod responses;
 pub mod sessions;

@@ -1,18 +1,25 @@
-//! `responses.csv`: one row per response, the long table every analysis starts from.
+//! `responses.csv` (and `lower-quality.csv`, the same columns for excluded sessions): one row per
+//! response, the long table every analysis starts from, with every design field joined in and, per
+//! observer, its score s_t, choice and correctness on the response's trial.
 
 use chrono::SecondsFormat;
 use sha2::{Digest, Sha256};
 
-use super::{cell, push_record};
+use super::{cell, number, take, writer};
 use crate::db::response_export::ResponseRow;
 
-pub const HEADER: [&str; 22] = [
+/// The columns before the observers' (three per observer: `score:NAME`, `choice:NAME`, `correct:NAME`).
+pub const HEADER: [&str; 27] = [
     "session",
+    "participant",
+    "study",
     "source",
     "session_excluded",
+    "exclusion_reasons",
     "session_stage",
     "position",
     "attempt",
+    "trial_id",
     "kind",
     "model",
     "tap",
@@ -29,13 +36,8 @@ pub const HEADER: [&str; 22] = [
     "client_at",
     "server_at",
     "response_id",
+    "valid",
 ];
-
-pub fn header() -> String {
-    let mut out = String::new();
-    push_record(&mut out, &HEADER);
-    out
-}
 
 /// A stable pseudonym for a session: it names no participant and cannot be turned back into the
 /// session's secret token.
@@ -44,36 +46,90 @@ pub fn pseudonym(token: &str) -> String {
     format!("s-{}", &hex::encode(digest)[..16])
 }
 
-/// Appends one response. `query_order` is the order on screen: `max,min` or `min,max` (top first);
-/// `chosen` is the index of the chosen query on screen and `chosen_query` which one it was.
-pub fn push_row(out: &mut String, row: &ResponseRow) {
-    let chosen_max = (row.chosen == 0) == row.max_first;
-    let time = |t: &chrono::DateTime<chrono::Utc>| t.to_rfc3339_opts(SecondsFormat::Millis, true);
-    let cells = [
-        pseudonym(&row.token),
-        cell(&row.source).into_owned(),
-        row.session_excluded.to_string(),
-        cell(&row.session_stage).into_owned(),
-        row.position.to_string(),
-        row.attempt.to_string(),
-        cell(&row.kind).into_owned(),
-        cell(&row.model).into_owned(),
-        cell(&row.tap).into_owned(),
-        cell(&row.basis).into_owned(),
-        row.unit_index.to_string(),
-        cell(&row.condition).into_owned(),
-        row.batch.to_string(),
-        cell(if row.max_first { "max,min" } else { "min,max" }).into_owned(),
-        row.chosen.to_string(),
-        if chosen_max { "max" } else { "min" }.to_string(),
-        row.correct.to_string(),
-        row.confidence.to_string(),
-        row.rt_ms.to_string(),
-        row.client_at.as_ref().map(time).unwrap_or_default(),
-        time(&row.server_at),
-        row.response_id.to_string(),
-    ];
-    push_record(out, &cells);
+/// The participant's pseudonym: a prefix of the keyed hash of their recruiter id (empty for plain links).
+fn participant(hash: Option<&str>) -> String {
+    hash.map(|h| format!("p-{}", &h[..h.len().min(16)]))
+        .unwrap_or_default()
+}
+
+/// Writes the table in chunks: `push` rows, `take_chunk` when `buffered` is large enough.
+pub struct ResponsesCsv {
+    observers: Vec<String>,
+    writer: csv::Writer<Vec<u8>>,
+}
+
+impl ResponsesCsv {
+    /// Starts the table with its header.
+    pub fn new(observers: Vec<String>) -> csv::Result<Self> {
+        let mut writer = writer();
+        let mut header: Vec<String> = HEADER.iter().map(|h| h.to_string()).collect();
+        for o in &observers {
+            header.extend([
+                format!("score:{}", cell(o)),
+                format!("choice:{}", cell(o)),
+                format!("correct:{}", cell(o)),
+            ]);
+        }
+        writer.write_record(&header)?;
+        Ok(Self { observers, writer })
+    }
+
+    pub fn observers(&self) -> &[String] {
+        &self.observers
+    }
+
+    pub fn push(&mut self, row: &ResponseRow) -> csv::Result<()> {
+        let chosen_max = (row.chosen == 0) == row.max_first;
+        let time =
+            |t: &chrono::DateTime<chrono::Utc>| t.to_rfc3339_opts(SecondsFormat::Millis, true);
+        // The rows analyses use: main trials of completed sessions that were not excluded.
+        let valid = row.kind == "main" && row.session_stage == "complete" && !row.session_excluded;
+        let mut cells: Vec<String> = vec![
+            pseudonym(&row.token),
+            participant(row.external_id_hash.as_deref()),
+            cell(&row.study).into_owned(),
+            cell(&row.source).into_owned(),
+            row.session_excluded.to_string(),
+            cell(&row.exclusion_reasons).into_owned(),
+            cell(&row.session_stage).into_owned(),
+            row.position.to_string(),
+            row.attempt.to_string(),
+            row.trial_id.to_string(),
+            cell(&row.kind).into_owned(),
+            cell(&row.model).into_owned(),
+            cell(&row.tap).into_owned(),
+            cell(&row.basis).into_owned(),
+            row.unit_index.to_string(),
+            cell(&row.condition).into_owned(),
+            row.batch.to_string(),
+            if row.max_first { "max,min" } else { "min,max" }.to_string(),
+            row.chosen.to_string(),
+            if chosen_max { "max" } else { "min" }.to_string(),
+            row.correct.to_string(),
+            row.confidence.to_string(),
+            row.rt_ms.to_string(),
+            row.client_at.as_ref().map(time).unwrap_or_default(),
+            time(&row.server_at),
+            row.response_id.to_string(),
+            valid.to_string(),
+        ];
+        for i in 0..self.observers.len() {
+            cells.push(number(row.scores.get(i).copied().flatten()));
+            cells.push(row.choices.get(i).cloned().flatten().unwrap_or_default());
+            cells.push(number(row.observer_correct.get(i).copied().flatten()));
+        }
+        self.writer.write_record(&cells)
+    }
+
+    /// Bytes written and not yet taken.
+    pub fn buffered(&self) -> usize {
+        self.writer.get_ref().len()
+    }
+
+    /// The bytes written since the last call.
+    pub fn take_chunk(&mut self) -> std::io::Result<Vec<u8>> {
+        take(&mut self.writer)
+    }
 }
 
 #[cfg(test)]
@@ -82,14 +138,18 @@ mod tests {
 
     fn row() -> ResponseRow {
         ResponseRow {
+            study: "demo".into(),
             session_id: 1,
             token: "ab".repeat(32),
+            external_id_hash: Some("cd".repeat(32)),
             source: "prolific".into(),
             session_excluded: false,
+            exclusion_reasons: String::new(),
             session_stage: "complete".into(),
             position: 3,
             attempt: 0,
             max_first: false,
+            trial_id: 42,
             kind: "main".into(),
             condition: "=cmd|' /C calc'!A0".into(),
             batch: 1,
@@ -104,39 +164,51 @@ mod tests {
             client_at: None,
             server_at: chrono::DateTime::from_timestamp(1_700_000_000, 0).expect("time"),
             response_id: uuid::Uuid::nil(),
+            scores: vec![Some(-0.125), None],
+            choices: vec![Some("min".into()), None],
+            observer_correct: vec![Some(0.0), None],
         }
+    }
+
+    fn table(observers: &[&str]) -> String {
+        let mut csv = ResponsesCsv::new(observers.iter().map(|o| o.to_string()).collect()).unwrap();
+        csv.push(&row()).unwrap();
+        String::from_utf8(csv.take_chunk().unwrap()).unwrap()
     }
 
     #[test]
     fn a_row_has_every_column_and_a_neutralised_formula() {
-        let mut out = String::new();
-        push_row(&mut out, &row());
-        let line = out.trim_end();
-        assert!(line.contains(",'=cmd|' /C calc'!A0,"), "{line}");
-        assert!(
-            line.contains(",\"min,max\",1,max,true,3,812,,2023-11-14T22:13:20.000Z,"),
-            "{line}"
+        let out = table(&["lpips-alex/max-set", "lpips-vgg/max-set"]);
+        let mut reader = csv::Reader::from_reader(out.as_bytes());
+        let header = reader.headers().unwrap().clone();
+        assert_eq!(header.len(), HEADER.len() + 6);
+        assert_eq!(&header[HEADER.len()], "score:lpips-alex/max-set");
+        let record = reader.records().next().unwrap().unwrap();
+        let get = |name: &str| record[header.iter().position(|h| h == name).unwrap()].to_string();
+        assert_eq!(get("condition"), "'=cmd|' /C calc'!A0");
+        assert_eq!(get("query_order"), "min,max");
+        assert_eq!(get("chosen_query"), "max");
+        assert_eq!(get("server_at"), "2023-11-14T22:13:20.000Z");
+        assert_eq!(
+            get("score:lpips-alex/max-set"),
+            "-0.125",
+            "numbers are not neutralised"
         );
-        assert!(!line.contains(&"ab".repeat(32)), "the token never appears");
-        assert!(line.starts_with("s-"));
+        assert_eq!(get("choice:lpips-alex/max-set"), "min");
+        assert_eq!(
+            get("score:lpips-vgg/max-set"),
+            "",
+            "an unscored trial has empty cells"
+        );
+        assert_eq!(get("valid"), "true");
+        assert_eq!(get("participant"), format!("p-{}", "cd".repeat(8)));
+        assert!(!out.contains(&"ab".repeat(32)), "the token never appears");
+        assert!(out.lines().nth(1).unwrap().starts_with("s-"));
     }
 
     #[test]
-    fn the_header_names_every_column() {
-        let mut out = String::new();
-        push_row(&mut out, &row());
-        let commas_outside_quotes = |s: &str| {
-            let mut quoted = false;
-            s.chars()
-                .filter(|&c| {
-                    if c == '"' {
-                        quoted = !quoted;
-                    }
-                    c == ',' && !quoted
-                })
-                .count()
-        };
-        assert_eq!(commas_outside_quotes(&out), HEADER.len() - 1);
-        assert_eq!(header().matches(',').count(), HEADER.len() - 1);
+    fn without_observers_the_header_is_the_design_columns() {
+        let out = table(&[]);
+        assert_eq!(out.lines().next().unwrap(), HEADER.join(","));
     }
 }
