@@ -11,6 +11,9 @@ pub enum AppError {
     /// Well-formed input that breaks a rule (out of range, wrong stage).
     #[error("{message}")]
     Validation { code: &'static str, message: String },
+    /// A request body over the size cap.
+    #[error("the request body is larger than {0} bytes")]
+    TooLarge(usize),
     #[error("{0}")]
     NotFound(String),
     #[error("{message}")]
@@ -45,6 +48,7 @@ impl AppError {
         match self {
             Self::BadRequest(_) => "bad_request",
             Self::Validation { code, .. } | Self::Conflict { code, .. } => code,
+            Self::TooLarge(_) => "too_large",
             Self::NotFound(_) => "not_found",
             Self::Unauthorized => "unauthorized",
             Self::Forbidden => "forbidden",
@@ -94,6 +98,7 @@ impl ResponseError for AppError {
         match self {
             Self::BadRequest(_) => StatusCode::BAD_REQUEST,
             Self::Validation { .. } => StatusCode::UNPROCESSABLE_ENTITY,
+            Self::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             Self::NotFound(_) => StatusCode::NOT_FOUND,
             Self::Conflict { .. } => StatusCode::CONFLICT,
             Self::Unauthorized => StatusCode::UNAUTHORIZED,

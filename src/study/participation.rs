@@ -26,6 +26,10 @@ pub mod stage {
 }
 
 const MAX_FEEDBACK_LEN: usize = 5000;
+/// Recruitment parameters are a few short strings (DESIGN 2.2); anything larger is not a platform's.
+const MAX_PARAMS: usize = 16;
+const MAX_PARAM_NAME_LEN: usize = 64;
+const MAX_PARAM_VALUE_LEN: usize = 200;
 
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -116,6 +120,7 @@ pub async fn start(
             "external_id is longer than 200 characters",
         ));
     }
+    check_params(&new.params)?;
     let external_id = external_id.map(|id| key.pseudonym(study.id, id));
     if let Some(id) = &external_id {
         if let Some(existing) = db::sessions::by_external_id(conn, study.id, id).await? {
@@ -167,6 +172,28 @@ pub async fn start(
         },
         true,
     ))
+}
+
+/// Flat string parameters only; PostgreSQL cannot store a NUL character in text or JSONB.
+fn check_params(params: &serde_json::Map<String, serde_json::Value>) -> Result<(), AppError> {
+    let invalid = |message: String| Err(AppError::invalid("invalid_params", message));
+    if params.len() > MAX_PARAMS {
+        return invalid(format!("at most {MAX_PARAMS} params are kept"));
+    }
+    for (name, value) in params {
+        if name.is_empty() || name.chars().count() > MAX_PARAM_NAME_LEN || name.contains('\0') {
+            return invalid(format!(
+                "param names are 1 to {MAX_PARAM_NAME_LEN} characters without NUL"
+            ));
+        }
+        match value.as_str() {
+            Some(v) if v.chars().count() <= MAX_PARAM_VALUE_LEN && !v.contains('\0') => {}
+            _ => return invalid(format!(
+                "param values are strings of at most {MAX_PARAM_VALUE_LEN} characters without NUL"
+            )),
+        }
+    }
+    Ok(())
 }
 
 fn resume(session: Session) -> Result<(Started, bool), AppError> {
@@ -478,6 +505,12 @@ pub async fn finish(
         return Err(AppError::invalid(
             "feedback_too_long",
             "feedback is limited to 5000 characters",
+        ));
+    }
+    if feedback.as_ref().is_some_and(|f| f.contains('\0')) {
+        return Err(AppError::invalid(
+            "invalid_feedback",
+            "feedback must not contain NUL characters",
         ));
     }
     let code = match session.stage.as_str() {

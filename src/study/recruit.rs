@@ -72,7 +72,7 @@ impl Recruitment {
             query
                 .get(key)
                 .map(|v| v.trim())
-                .filter(|v| !v.is_empty() && v.len() <= MAX_PARAM_LEN)
+                .filter(|v| !v.is_empty() && v.len() <= MAX_PARAM_LEN && !v.contains('\0'))
                 .map(str::to_string)
         };
         for source in [Source::Prolific, Source::Mturk, Source::Sona] {

@@ -20,7 +20,7 @@ use crate::stimuli::store::ImageStore;
 use crate::study::recruit::ParticipantKey;
 
 /// Request bodies larger than this are refused before they are read.
-const MAX_JSON_BYTES: usize = 64 * 1024;
+pub const MAX_JSON_BYTES: usize = 64 * 1024;
 
 #[derive(Clone)]
 pub struct AppState {
@@ -29,14 +29,23 @@ pub struct AppState {
     pub key: ParticipantKey,
 }
 
+impl AppState {
+    /// The data directory: the image store lives at `<data-dir>/images`.
+    pub fn data_dir(&self) -> std::path::PathBuf {
+        self.store
+            .root()
+            .parent()
+            .map(std::path::Path::to_path_buf)
+            .unwrap_or_default()
+    }
+}
+
 /// Every route of the application, area by area.
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.app_data(
         web::JsonConfig::default()
             .limit(MAX_JSON_BYTES)
-            .error_handler(|err, _| {
-                AppError::BadRequest(format!("invalid JSON body: {err}")).into()
-            }),
+            .error_handler(|err, _| api::json_error(err).into()),
     )
     .app_data(web::PayloadConfig::default().limit(MAX_JSON_BYTES))
     .app_data(

@@ -2,8 +2,31 @@
 
 pub mod sessions;
 
+use actix_web::error::{JsonPayloadError, PayloadError};
 use actix_web::web;
+
+use crate::error::AppError;
+use crate::web::MAX_JSON_BYTES;
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(web::scope("/api/v1").configure(sessions::configure));
+}
+
+/// A JSON body that could not be read: too large (413) or malformed (400), as a JSON error.
+pub fn json_error(error: JsonPayloadError) -> AppError {
+    match error {
+        JsonPayloadError::Overflow { .. }
+        | JsonPayloadError::OverflowKnownLength { .. }
+        | JsonPayloadError::Payload(PayloadError::Overflow) => AppError::TooLarge(MAX_JSON_BYTES),
+        other => AppError::BadRequest(format!("invalid JSON body: {other}")),
+    }
+}
+
+/// A raw body that could not be read (the `Bytes` extractor): too large or broken off.
+pub fn payload_error(error: actix_web::Error) -> AppError {
+    if error.as_response_error().status_code() == actix_web::http::StatusCode::PAYLOAD_TOO_LARGE {
+        AppError::TooLarge(MAX_JSON_BYTES)
+    } else {
+        AppError::BadRequest(format!("the request body could not be read: {error}"))
+    }
 }

@@ -25,9 +25,9 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
 async fn create(
     state: web::Data<AppState>,
     slug: web::Path<String>,
-    body: web::Bytes,
+    body: Result<web::Bytes, actix_web::Error>,
 ) -> Result<HttpResponse, AppError> {
-    let new: NewSession = optional_json(&body)?;
+    let new: NewSession = optional_json(&body.map_err(super::payload_error)?)?;
     let mut tx = state.pool.begin().await?;
     let (started, created) = participation::start(&mut tx, &state.key, &slug, new).await?;
     tx.commit().await?;
@@ -100,9 +100,9 @@ struct FinishBody {
 async fn finish(
     state: web::Data<AppState>,
     token: web::Path<String>,
-    body: web::Bytes,
+    body: Result<web::Bytes, actix_web::Error>,
 ) -> Result<HttpResponse, AppError> {
-    let body: FinishBody = optional_json(&body)?;
+    let body: FinishBody = optional_json(&body.map_err(super::payload_error)?)?;
     let mut tx = state.pool.begin().await?;
     let completion = participation::finish(&mut tx, &token, body.feedback).await?;
     tx.commit().await?;
