@@ -24,6 +24,9 @@ pub struct Settings {
     pub public_url: Option<String>,
     /// Database connections per process (default 16).
     pub db_pool_size: u32,
+    /// New participant sessions one IP address may start per minute, all at once if it likes
+    /// (default 1000; 0 = no limit). `meilab loadtest` from one machine needs at least its participant count.
+    pub sessions_per_ip_per_minute: u32,
     /// `text` (default) or `json` logs.
     pub log_format: String,
     /// Keys the pseudonyms of participants' external ids; default: generated once into `data_dir/secret.key`.
@@ -37,6 +40,10 @@ impl Settings {
             .set_default("bind", "127.0.0.1:8080")?
             .set_default("data_dir", "./meilab-data")?
             .set_default("db_pool_size", 16)?
+            .set_default(
+                "sessions_per_ip_per_minute",
+                crate::web::api::limit::DEFAULT_PER_MINUTE,
+            )?
             .set_default("log_format", "text")?;
         builder = match file {
             Some(path) => builder.add_source(config::File::from(path).required(true)),

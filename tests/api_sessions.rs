@@ -292,3 +292,68 @@ async fn health_and_readiness_answer() {
         "not_found"
     );
 }
+
+#[tokio::test]
+async fn session_starts_beyond_the_per_ip_limit_get_429_with_retry_after() {
+    let app = spawn_app().await;
+    app.create_synthetic_study("limited", small_study()).await;
+    // A second server on the same database, configured with a limit of 3 per minute.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind a free port");
+    let port = listener.local_addr().expect("address").port();
+    let state = meilab::web::AppState {
+        pool: app.pool.clone(),
+        store: app.store.clone(),
+        key: app.key.clone(),
+    };
+    let limiter = meilab::web::api::limit::SessionLimiter::per_minute(3);
+    tokio::spawn(meilab::web::serve_with(listener, state, limiter).expect("server starts"));
+    let join = |client: reqwest::Client, n: usize| async move {
+        client
+            .post(format!(
+                "http://127.0.0.1:{port}/api/v1/studies/limited/sessions"
+            ))
+            .json(&json!({"external_id": format!("p{n}")}))
+            .send()
+            .await
+            .expect("request is sent")
+    };
+
+    let mut tokens = Vec::new();
+    for n in 0..3 {
+        let response = join(app.client.clone(), n).await;
+        assert_eq!(response.status(), 201);
+        let reply: serde_json::Value = response.json().await.expect("JSON");
+        tokens.push(reply["token"].as_str().expect("token").to_string());
+    }
+    let refused = join(app.client.clone(), 3).await;
+    assert_eq!(refused.status(), 429);
+    let retry_after: u64 = refused.headers()["retry-after"]
+        .to_str()
+        .expect("ASCII")
+        .parse()
+        .expect("seconds");
+    assert!((1..=21).contains(&retry_after), "{retry_after}");
+    let error: serde_json::Value = refused.json().await.expect("JSON");
+    assert_eq!(error["error"], "rate_limited");
+    assert!(error["message"].is_string());
+    assert_eq!(app.count("SELECT count(*) FROM sessions").await, 3);
+
+    // Only session starts are limited: the sessions already started go on.
+    let consent = app
+        .client
+        .post(format!(
+            "http://127.0.0.1:{port}/api/v1/sessions/{}/consent",
+            tokens[0]
+        ))
+        .send()
+        .await
+        .expect("consent");
+    assert_eq!(consent.status(), 200);
+    // Another address has its own bucket.
+    let other = reqwest::Client::builder()
+        .local_address(std::net::IpAddr::from([127, 0, 0, 2]))
+        .build()
+        .expect("client");
+    assert_eq!(join(other, 4).await.status(), 201);
+    assert_eq!(app.count("SELECT count(*) FROM sessions").await, 4);
+}

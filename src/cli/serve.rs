@@ -37,7 +37,8 @@ pub(super) async fn serve_until_stopped(
         store: ImageStore::new(settings.data_dir.join("images")),
         key: settings.participant_key()?,
     };
-    let server = web::serve(listener, state)?;
+    let limiter = web::api::limit::SessionLimiter::per_minute(settings.sessions_per_ip_per_minute);
+    let server = web::serve_with(listener, state, limiter)?;
     tracing::info!(url = %settings.public_url(), "serving");
     server.await.context("server failed")
 }

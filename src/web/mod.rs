@@ -66,11 +66,23 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
 
 /// Starts serving on `listener`; the returned server stops gracefully on SIGINT / SIGTERM.
 pub fn serve(listener: TcpListener, state: AppState) -> std::io::Result<Server> {
+    let limiter = api::limit::SessionLimiter::per_minute(api::limit::DEFAULT_PER_MINUTE);
+    serve_with(listener, state, limiter)
+}
+
+/// [`serve`] with the given per-IP limit on starting sessions (shared by all workers).
+pub fn serve_with(
+    listener: TcpListener,
+    state: AppState,
+    limiter: api::limit::SessionLimiter,
+) -> std::io::Result<Server> {
     let state = web::Data::new(state);
+    let limiter = web::Data::new(limiter);
     let server = HttpServer::new(move || {
         App::new()
             .wrap(TracingLogger::default())
             .app_data(state.clone())
+            .app_data(limiter.clone())
             .configure(configure)
             .default_service(web::to(pages::not_found))
     })

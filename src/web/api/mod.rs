@@ -1,5 +1,6 @@
 //! The JSON API under `/api/v1` (DESIGN 2.2).
 
+pub mod limit;
 pub mod sessions;
 
 use actix_web::error::{JsonPayloadError, PayloadError};

@@ -1,13 +1,15 @@
 //! Sessions, trials and responses of participants. Each request is one transaction; a reply is sent
 //! only after its transaction committed.
 
-use actix_web::{web, HttpResponse};
+use actix_web::{web, HttpRequest, HttpResponse};
 use serde::Deserialize;
 use serde_json::json;
 
 use crate::error::AppError;
 use crate::study::participation::{self, Answer, NewSession};
 use crate::web::AppState;
+
+use super::limit::SessionLimiter;
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.route("/studies/{slug}/sessions", web::post().to(create))
@@ -24,9 +26,17 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
 
 async fn create(
     state: web::Data<AppState>,
+    request: HttpRequest,
     slug: web::Path<String>,
     body: Result<web::Bytes, actix_web::Error>,
 ) -> Result<HttpResponse, AppError> {
+    // Checked before the body is parsed or the database is asked anything.
+    if let (Some(limiter), Some(peer)) = (
+        request.app_data::<web::Data<SessionLimiter>>(),
+        request.peer_addr(),
+    ) {
+        limiter.check(peer.ip())?;
+    }
     let new: NewSession = optional_json(&body.map_err(super::payload_error)?)?;
     let mut tx = state.pool.begin().await?;
     let (started, created) = participation::start(&mut tx, &state.key, &slug, new).await?;
