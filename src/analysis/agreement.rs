@@ -71,12 +71,7 @@ pub fn layer(observations: &[Observation], resamples: usize, seed: u64) -> Layer
         units.entry(o.unit_id).or_default().push(*o);
     }
     let units: Vec<Vec<Observation>> = units.into_values().collect();
-    let ci = bootstrap::interval(&units, resamples, seed, |sample| {
-        let pooled: Vec<&Observation> = sample.iter().flat_map(|u| u.iter()).collect();
-        let s: Vec<f64> = pooled.iter().map(|o| o.score).collect();
-        let l: Vec<bool> = pooled.iter().map(|o| o.human_correct).collect();
-        roc::auc(&s, &l)
-    });
+    let ci = auc_interval(&units, resamples, seed);
     LayerAgreement {
         n_units: units.len(),
         n_responses: n,
@@ -88,6 +83,65 @@ pub fn layer(observations: &[Observation], resamples: usize, seed: u64) -> Layer
         model_accuracy,
         roc: roc::curve(&scores, &labels),
     }
+}
+
+/// The bootstrap interval of the pooled AUC, resampling units: the same draws as
+/// [`bootstrap::interval`] over `units`, but each resample's AUC is one pass over the observations
+/// sorted once, weighted by how often their unit was drawn (O(n) per resample instead of a sort).
+fn auc_interval(units: &[Vec<Observation>], resamples: usize, seed: u64) -> Option<Interval> {
+    use rand::{Rng, SeedableRng};
+    if units.is_empty() {
+        return None;
+    }
+    let mut flat: Vec<(f64, bool, usize)> = units
+        .iter()
+        .enumerate()
+        .flat_map(|(u, obs)| obs.iter().map(move |o| (o.score, o.human_correct, u)))
+        .collect();
+    flat.sort_by(|a, b| a.0.total_cmp(&b.0));
+    // Runs of tied scores, as index ranges into `flat`.
+    let mut runs: Vec<(usize, usize)> = Vec::new();
+    let mut start = 0;
+    for i in 1..=flat.len() {
+        if i == flat.len() || flat[i].0 != flat[start].0 {
+            runs.push((start, i));
+            start = i;
+        }
+    }
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
+    let mut weight = vec![0f64; units.len()];
+    let mut values = Vec::with_capacity(resamples);
+    for _ in 0..resamples {
+        weight.iter_mut().for_each(|w| *w = 0.0);
+        for _ in 0..units.len() {
+            weight[rng.random_range(0..units.len())] += 1.0;
+        }
+        let (mut u, mut positives, mut below) = (0.0, 0.0, 0.0);
+        for &(lo, hi) in &runs {
+            let (mut pos, mut neg) = (0.0, 0.0);
+            for &(_, correct, unit) in &flat[lo..hi] {
+                if correct {
+                    pos += weight[unit];
+                } else {
+                    neg += weight[unit];
+                }
+            }
+            u += pos * (below + 0.5 * neg);
+            positives += pos;
+            below += neg;
+        }
+        if positives > 0.0 && below > 0.0 {
+            values.push(u / (positives * below));
+        }
+    }
+    if values.is_empty() {
+        return None;
+    }
+    values.sort_by(f64::total_cmp);
+    Some(Interval {
+        low: bootstrap::quantile(&values, 0.025),
+        high: bootstrap::quantile(&values, 0.975),
+    })
 }
 
 #[cfg(test)]
@@ -156,6 +210,32 @@ mod tests {
         let layer = layer(&simulate(0.0, 5), 2000, 11);
         let ci = layer.ci.unwrap();
         assert!(ci.low < 0.5 && 0.5 < ci.high, "{ci:?}");
+    }
+
+    #[test]
+    fn the_weighted_interval_equals_resampling_and_sorting_each_time() {
+        // Scores rounded to one decimal, so many responses tie.
+        let o: Vec<Observation> = simulate(1.5, 8)
+            .into_iter()
+            .map(|mut x| {
+                x.score = (x.score * 10.0).round() / 10.0;
+                x
+            })
+            .collect();
+        let mut units: BTreeMap<i64, Vec<Observation>> = BTreeMap::new();
+        for x in &o {
+            units.entry(x.unit_id).or_default().push(*x);
+        }
+        let units: Vec<Vec<Observation>> = units.into_values().collect();
+        let slow = bootstrap::interval(&units, 300, 4, |sample| {
+            let pooled: Vec<&Observation> = sample.iter().flat_map(|u| u.iter()).collect();
+            let s: Vec<f64> = pooled.iter().map(|o| o.score).collect();
+            let l: Vec<bool> = pooled.iter().map(|o| o.human_correct).collect();
+            roc::auc(&s, &l)
+        })
+        .unwrap();
+        let fast = auc_interval(&units, 300, 4).unwrap();
+        assert!((slow.low - fast.low).abs() < 1e-12 && (slow.high - fast.high).abs() < 1e-12);
     }
 
     #[test]

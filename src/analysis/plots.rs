@@ -23,8 +23,8 @@ fn colour(i: usize) -> RGBColor {
 
 /// Keeps a label short enough for an axis.
 fn short(name: &str) -> String {
-    if name.chars().count() > 18 {
-        format!("{}…", name.chars().take(17).collect::<String>())
+    if name.chars().count() > 32 {
+        format!("{}…", name.chars().take(31).collect::<String>())
     } else {
         name.to_string()
     }

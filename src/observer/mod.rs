@@ -1,7 +1,8 @@
 //! The in-silico observer (DESIGN 1.5): LPIPS judges the identical trials humans see.
 //!
-//! Every distinct image of a study goes through the LPIPS backbone once, in batches; a trial is then
-//! one small GEMM between its two queries and its references (`vision::distances`). Features are kept
+//! Every distinct image of a study goes through the LPIPS backbone once, in batches; the trials'
+//! query-to-reference distances are then computed together, blocked along the feature dimension so
+//! that each image's features are read from memory once (`blocked`). Features are kept
 //! in memory by image SHA-256 up to a byte budget; when a study's images do not fit (VGG features of
 //! 224 px images are 24 MB each), trials are scored in consecutive groups whose images fit, and an image
 //! shared by two groups is computed twice. Images are decoded only when their features are missing.
@@ -12,6 +13,8 @@
 //!
 //! The observer picks the query with the smaller C; its evidence is s_t = C(q_min) - C(q_max), it is
 //! correct when s_t > 0 and half correct on a tie (s_t = 0, stored as `choice = 'tie'`, `correct = 0.5`).
+
+pub mod blocked;
 
 use std::collections::{HashMap, HashSet};
 use std::fmt;
@@ -30,16 +33,15 @@ use crate::db::judgments::{self, Judgment, TrialImages};
 use crate::jobs::progress::{check, Counters};
 use crate::jobs::Progress;
 use crate::stimuli::store::ImageStore;
-use crate::vision::{decode_image, distances, Lpips, LpipsFeatures, LpipsNet};
+use crate::vision::{decode_image, Lpips, LpipsFeatures, LpipsNet};
 
 /// Images decoded and sent through the backbone together.
 const IMAGE_BATCH: usize = 32;
-/// Trials scored between two progress reports and cancellation checks.
-const TRIAL_BATCH: usize = 256;
 /// Default memory for cached features (alex features of a 224 px image take 1.9 MB).
 pub const DEFAULT_CACHE_BYTES: usize = 4 << 30;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
 pub enum Rule {
     MaxSet,
     Contrast,
@@ -261,16 +263,12 @@ pub fn score_trials(
         feature_time += began.elapsed();
 
         let began = Instant::now();
-        progress.start_phase(&format!("trials{label}"), (end - start) as u64);
-        for chunk in trials[start..end].chunks(TRIAL_BATCH) {
-            check(progress)?;
-            let scored: Vec<Judgment> = chunk
-                .par_iter()
-                .map(|t| score_one(rule, t, &features))
-                .collect::<anyhow::Result<_>>()?;
-            judgments.extend(scored);
-            progress.advance(chunk.len() as u64);
-        }
+        let group = &trials[start..end];
+        let distances = blocked::trial_distances(rule, group, &features, progress)?;
+        judgments.extend(group.iter().zip(&distances).map(|(t, d)| {
+            let s = evidence(rule, [d.to_max(0), d.to_max(1)], [d.to_min(0), d.to_min(1)]);
+            judge(t.id, s)
+        }));
         distance_time += began.elapsed();
         start = end;
     }
@@ -281,44 +279,6 @@ pub fn score_trials(
         feature_time,
         distance_time,
     })
-}
-
-fn score_one(
-    rule: Rule,
-    t: &TrialImages,
-    features: &HashMap<String, Arc<LpipsFeatures>>,
-) -> anyhow::Result<Judgment> {
-    let get = |sha: &str| {
-        features
-            .get(sha)
-            .cloned()
-            .with_context(|| format!("features of image {sha} are missing"))
-    };
-    let queries = [get(&t.max_query)?, get(&t.min_query)?];
-    let refs_of = |shas: &[String]| {
-        shas.iter()
-            .map(|s| get(s))
-            .collect::<anyhow::Result<Vec<_>>>()
-    };
-    let max_refs = refs_of(&t.max_refs)?;
-    let min_refs = match rule {
-        Rule::MaxSet => Vec::new(),
-        Rule::Contrast => refs_of(&t.min_refs)?,
-    };
-    let all: Vec<Arc<LpipsFeatures>> = max_refs.iter().chain(&min_refs).cloned().collect();
-    let d = distances(&queries[..], &all[..]).with_context(|| {
-        format!(
-            "trial {}: its images must share one size to be compared",
-            t.id
-        )
-    })?;
-    let m = max_refs.len();
-    let s = evidence(
-        rule,
-        [&d.row(0)[..m], &d.row(1)[..m]],
-        [&d.row(0)[m..], &d.row(1)[m..]],
-    );
-    Ok(judge(t.id, s))
 }
 
 /// Reads and decodes an image of the store.
@@ -341,6 +301,7 @@ pub async fn score_study(
     options: &ScoreOptions,
     progress: &dyn Progress,
 ) -> anyhow::Result<ScoreSummary> {
+    check(progress)?;
     let mut conn = pool.acquire().await?;
     let exists = sqlx::query_scalar!("SELECT id FROM studies WHERE id = $1", study_id)
         .fetch_optional(&mut *conn)
@@ -467,6 +428,7 @@ mod tests {
     #[test]
     fn rules_and_observer_names_round_trip() {
         assert_eq!("contrast".parse::<Rule>().unwrap(), Rule::Contrast);
+        assert_eq!(serde_json::to_string(&Rule::MaxSet).unwrap(), "\"max-set\"");
         assert!("nearest".parse::<Rule>().is_err());
         assert_eq!(
             observer_name(Rule::MaxSet, LpipsNet::Alex),
