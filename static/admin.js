@@ -145,6 +145,35 @@ function setUpStudyList() {
   });
 }
 
+/** The lab's jobs table: status, progress and outcome from `jobs.json`; new jobs reload the page. */
+function setUpJobs() {
+  const table = document.querySelector('table[data-jobs]');
+  if (!table) return;
+  poll(table.dataset.jobs, 1000, (data) => {
+    for (const job of data.jobs) {
+      const row = table.querySelector(`tr[data-job="${job.id}"]`);
+      if (!row) continue;
+      const status = row.querySelector('[data-field="status"]');
+      if (status.textContent !== job.status) {
+        if (!job.cancellable) row.querySelector('form')?.remove();
+        status.textContent = job.status;
+        status.className = `badge job-${job.status}`;
+      }
+      row.querySelector('[data-field="progress"]').textContent = `${job.phase} ${job.progress} / ${job.total}`;
+      row.querySelector('.meter-fill').style.width = `${job.percent}%`;
+      const outcome = row.querySelector('[data-field="outcome"]');
+      const text = job.error || job.outcome;
+      if (outcome.textContent !== text) {
+        outcome.replaceChildren(
+          job.error ? el('span', { class: 'field-error' }, job.error)
+            : job.link ? el('a', { href: job.link }, job.outcome) : job.outcome,
+        );
+      }
+    }
+  });
+}
+
 setUpCopyButtons();
+setUpJobs();
 setUpMonitor();
 setUpStudyList();

@@ -21,11 +21,13 @@ const GET_ROUTES: &[&str] = &[
     "/admin/studies/{id}/monitor",
     "/admin/studies/{id}/preview",
     "/admin/studies/{id}/results",
+    "/admin/lab",
 ];
 const DATA_ROUTES: &[&str] = &[
     "/admin/studies.json",
     "/admin/studies/{id}/monitor.json",
     "/admin/studies/{id}/responses.csv",
+    "/admin/jobs.json",
 ];
 const POST_ROUTES: &[&str] = &[
     "/admin/logout",
@@ -34,6 +36,11 @@ const POST_ROUTES: &[&str] = &[
     "/admin/studies/{id}/status",
     "/admin/studies/{id}/clone",
     "/admin/studies/{id}/stimuli",
+    "/admin/lab/weights",
+    "/admin/lab/image-sets",
+    "/admin/lab/uploads",
+    "/admin/lab/builds",
+    "/admin/jobs/{id}/cancel",
 ];
 
 async fn study_status(app: &common::TestApp, id: i64) -> String {

@@ -6,9 +6,10 @@ mod demo;
 mod export;
 mod import;
 mod loadtest;
-mod observer;
 pub mod lpips;
+mod observer;
 mod serve;
+mod stimuli;
 pub mod weights;
 
 use std::path::PathBuf;
@@ -41,7 +42,7 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// A working study on localhost with no configuration: database, stimuli, server, participant link.
-    Demo,
+    Demo(demo::DemoArgs),
     /// Run the server.
     Serve,
     /// Apply the database migrations.
@@ -63,6 +64,11 @@ enum Command {
     Observer(ObserverCommand),
     /// Write a study's responses, per-unit and per-layer tables, ROC points or plots.
     Export(export::ExportArgs),
+    /// Build stimuli (units, exemplars, trials) from a network and an image set.
+    #[command(subcommand)]
+    Stimuli(StimuliCommand),
+    /// Run queued jobs (trial builds, observer scoring) until stopped.
+    Worker,
     /// Measure the vision engine: backbone and LPIPS throughput, distance matrices, memory.
     Bench(bench::BenchArgs),
 }
@@ -77,6 +83,12 @@ enum AdminCommand {
 enum ObserverCommand {
     /// Score every main and catch trial of a study and store the judgments (re-scoring overwrites).
     Score(observer::ScoreArgs),
+}
+
+#[derive(Debug, Subcommand)]
+enum StimuliCommand {
+    /// A draft study of IMI-protocol trials from a network's units over an image set.
+    Build(Box<stimuli::BuildArgs>),
 }
 
 #[derive(Debug, Subcommand)]
@@ -108,10 +120,14 @@ impl Cli {
         let runtime = tokio::runtime::Runtime::new()?;
         runtime.block_on(async move {
             match self.command {
-                Command::Demo => demo::run(settings).await,
+                Command::Demo(args) => demo::run(settings, args).await,
                 Command::Serve => serve::run(settings).await,
                 Command::Migrate => serve::migrate_only(settings).await,
                 Command::Study(StudyCommand::Import(args)) => import::run(settings, args).await,
+                Command::Stimuli(StimuliCommand::Build(args)) => {
+                    stimuli::build(settings, *args).await
+                }
+                Command::Worker => stimuli::worker(settings).await,
                 Command::Loadtest(args) => loadtest::run(args).await,
                 Command::Observer(ObserverCommand::Score(args)) => {
                     observer::score(settings, args).await
@@ -139,4 +155,26 @@ async fn blocking(
     work: impl FnOnce() -> anyhow::Result<()> + Send + 'static,
 ) -> anyhow::Result<()> {
     tokio::task::spawn_blocking(work).await?
+}
+
+/// Completes on Ctrl-C or SIGTERM.
+pub(crate) async fn shutdown_signal() {
+    let interrupt = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(t) => t,
+                Err(_) => {
+                    let _ = interrupt.await;
+                    return;
+                }
+            };
+        tokio::select! {
+            _ = interrupt => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = interrupt.await;
 }

@@ -4,6 +4,7 @@ use anyhow::Context;
 
 use crate::config::Settings;
 use crate::db::Database;
+use crate::jobs::Worker;
 use crate::stimuli::store::ImageStore;
 use crate::web::{self, AppState};
 
@@ -40,5 +41,14 @@ pub(super) async fn serve_until_stopped(
     let limiter = web::api::limit::SessionLimiter::per_minute(settings.sessions_per_ip_per_minute);
     let server = web::serve_with(listener, state, limiter)?;
     tracing::info!(url = %settings.public_url(), "serving");
-    server.await.context("server failed")
+    // One job worker runs beside the server; `meilab worker` adds more anywhere.
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let worker = Worker::new(database.pool.clone(), settings.data_dir.clone());
+    let worker = tokio::spawn(worker.run(async {
+        let _ = stopped.await;
+    }));
+    let result = server.await.context("server failed");
+    let _ = stop.send(());
+    let _ = worker.await;
+    result
 }

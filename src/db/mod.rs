@@ -1,11 +1,14 @@
 //! PostgreSQL access: the pool, embedded migrations, a private cluster when no `DATABASE_URL` is set,
 //! and one file of queries per aggregate.
 
+pub mod activations;
 pub mod admins;
 pub mod analysis_data;
 pub mod cluster;
 pub mod dashboard;
+pub mod image_sets;
 pub mod images;
+pub mod jobs;
 pub mod judgments;
 pub mod response_export;
 pub mod responses;

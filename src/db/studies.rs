@@ -117,19 +117,37 @@ pub async fn update(
     .map(|_| ())
 }
 
-/// Copies the units and trials of one study into another (the images are shared by hash).
+/// Copies the units (with their exemplars) and trials of one study into another (the images are
+/// shared by hash); returns the number of trials copied.
 pub async fn copy_stimuli(conn: &mut PgConnection, from: i64, to: i64) -> sqlx::Result<u64> {
     sqlx::query!(
-        "WITH copied AS (
-             INSERT INTO units (study_id, model, tap, basis, unit_index, vector)
-             SELECT $2, model, tap, basis, unit_index, vector FROM units WHERE study_id = $1
-             RETURNING id, model, tap, basis, unit_index
-         )
-         INSERT INTO trials (study_id, unit_id, kind, condition, batch, max_query, min_query, max_refs, min_refs)
+        "INSERT INTO units (study_id, model, tap, basis, unit_index, vector, ii, explained_variance)
+         SELECT $2, model, tap, basis, unit_index, vector, ii, explained_variance
+         FROM units WHERE study_id = $1 ORDER BY id",
+        from,
+        to
+    )
+    .execute(&mut *conn)
+    .await?;
+    sqlx::query!(
+        "INSERT INTO exemplars (unit_id, side, rank, sha256, activation)
+         SELECT c.id, e.side, e.rank, e.sha256, e.activation
+         FROM exemplars e
+         JOIN units u ON u.id = e.unit_id AND u.study_id = $1
+         JOIN units c ON c.study_id = $2
+              AND (c.model, c.tap, c.basis, c.unit_index) = (u.model, u.tap, u.basis, u.unit_index)",
+        from,
+        to
+    )
+    .execute(&mut *conn)
+    .await?;
+    sqlx::query!(
+        "INSERT INTO trials (study_id, unit_id, kind, condition, batch, max_query, min_query, max_refs, min_refs)
          SELECT $2, c.id, t.kind, t.condition, t.batch, t.max_query, t.min_query, t.max_refs, t.min_refs
          FROM trials t
          JOIN units u ON u.id = t.unit_id
-         JOIN copied c ON (c.model, c.tap, c.basis, c.unit_index) = (u.model, u.tap, u.basis, u.unit_index)
+         JOIN units c ON c.study_id = $2
+              AND (c.model, c.tap, c.basis, c.unit_index) = (u.model, u.tap, u.basis, u.unit_index)
          WHERE t.study_id = $1
          ORDER BY t.id",
         from,

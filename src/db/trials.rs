@@ -12,18 +12,40 @@ pub async fn insert_set(
     let mut unit_ids = Vec::with_capacity(set.units.len());
     for unit in &set.units {
         let id = sqlx::query_scalar!(
-            "INSERT INTO units (study_id, model, tap, basis, unit_index) VALUES ($1, $2, $3, $4, $5)
+            "INSERT INTO units (study_id, model, tap, basis, unit_index, vector, ii, explained_variance)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
              ON CONFLICT (study_id, model, tap, basis, unit_index) DO UPDATE SET model = EXCLUDED.model
              RETURNING id",
             study_id,
             unit.model,
             unit.tap,
             unit.basis,
-            unit.index
+            unit.index,
+            unit.vector.as_deref(),
+            unit.ii,
+            unit.explained_variance
         )
         .fetch_one(&mut *conn)
         .await?;
         unit_ids.push(id);
+    }
+    if !set.exemplars.is_empty() {
+        let unit: Vec<i64> = set.exemplars.iter().map(|e| unit_ids[e.unit]).collect();
+        let side: Vec<String> = set.exemplars.iter().map(|e| e.side.to_string()).collect();
+        let rank: Vec<i32> = set.exemplars.iter().map(|e| e.rank).collect();
+        let sha: Vec<String> = set.exemplars.iter().map(|e| e.sha256.clone()).collect();
+        let activation: Vec<f32> = set.exemplars.iter().map(|e| e.activation).collect();
+        sqlx::query!(
+            "INSERT INTO exemplars (unit_id, side, rank, sha256, activation)
+             SELECT * FROM UNNEST($1::bigint[], $2::text[], $3::int[], $4::text[], $5::real[])",
+            &unit,
+            &side,
+            &rank,
+            &sha,
+            &activation
+        )
+        .execute(&mut *conn)
+        .await?;
     }
     for trial in &set.trials {
         sqlx::query!(

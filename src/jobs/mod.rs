@@ -2,5 +2,7 @@
 //! claimed with `FOR UPDATE SKIP LOCKED` by any number of workers.
 
 pub mod progress;
+pub mod worker;
 
 pub use progress::{Cancelled, Progress};
+pub use worker::Worker;

@@ -62,10 +62,7 @@ impl Progress for Terminal {
     }
 
     fn advance(&self, done: u64) {
-        self.bar
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .inc(done);
+        self.bar.lock().unwrap_or_else(|e| e.into_inner()).inc(done);
     }
 
     fn cancelled(&self) -> bool {

@@ -147,6 +147,7 @@ impl Importer<'_> {
             tap: tap.into(),
             basis: "neuron".into(),
             index,
+            ..Default::default()
         };
         match self.set.units.iter().position(|u| u == &spec) {
             Some(i) => i,

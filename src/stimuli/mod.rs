@@ -1,7 +1,13 @@
 //! Stimuli: the content-addressed image store, stimulus sets (units and their trials) built here or
 //! imported from the IMI dataset's folder layouts.
 
+pub mod activations;
+pub mod build;
+pub mod directions;
+pub mod image_set;
 pub mod imi;
+pub mod protocol;
+pub mod sample_photos;
 pub mod store;
 pub mod synthetic;
 
@@ -27,12 +33,29 @@ impl TrialKind {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Default)]
 pub struct UnitSpec {
     pub model: String,
     pub tap: String,
     pub basis: String,
     pub index: i32,
+    /// The direction in channel space (built units; imports have none).
+    pub vector: Option<Vec<f32>>,
+    /// Interpretability index (DESIGN 1.7).
+    pub ii: Option<f64>,
+    /// Share of variance of a principal axis.
+    pub explained_variance: Option<f64>,
+}
+
+/// One of a unit's most (`max`) or least (`min`) activating images, ranked from its end.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ExemplarSpec {
+    /// Index into `StimulusSet::units`.
+    pub unit: usize,
+    pub side: &'static str,
+    pub rank: i32,
+    pub sha256: String,
+    pub activation: f32,
 }
 
 /// One 2AFC trial; images are SHA-256 keys of the store.
@@ -54,6 +77,7 @@ pub struct TrialSpec {
 pub struct StimulusSet {
     pub units: Vec<UnitSpec>,
     pub trials: Vec<TrialSpec>,
+    pub exemplars: Vec<ExemplarSpec>,
     pub images: Vec<store::StoredImage>,
 }
 

@@ -49,6 +49,7 @@ fn units() -> Vec<(UnitSpec, Feature)> {
         tap: tap.into(),
         basis: "synthetic".into(),
         index: index as i32,
+        ..Default::default()
     };
     let colours = (0..6).map(|i| {
         (

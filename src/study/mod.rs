@@ -14,6 +14,16 @@ use sqlx::PgConnection;
 use crate::db;
 use crate::stimuli::StimulusSet;
 
+/// A study's URL name: 1 to 63 lowercase letters, digits or '-', not starting with '-' (the
+/// database enforces it too).
+pub fn valid_slug(slug: &str) -> bool {
+    (1..=63).contains(&slug.len())
+        && slug
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && !slug.starts_with('-')
+}
+
 /// Creates a study with its stimuli (whose images are already in the store) in the caller's transaction.
 pub async fn create(
     conn: &mut PgConnection,

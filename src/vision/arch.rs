@@ -8,12 +8,19 @@ use std::str::FromStr;
 use super::error::VisionError;
 
 /// A supported backbone architecture.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
 pub enum Arch {
+    #[serde(rename = "alexnet")]
     AlexNet,
+    #[serde(rename = "vgg16")]
     Vgg16,
+    #[serde(rename = "squeezenet1_1")]
     SqueezeNet1_1,
+    #[serde(rename = "resnet18")]
     ResNet18,
+    #[serde(rename = "resnet50")]
     ResNet50,
 }
 

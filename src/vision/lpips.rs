@@ -30,7 +30,10 @@ const EPS: f32 = 1e-10;
 pub const FEATURE_BATCH: usize = 16;
 
 /// The LPIPS networks.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
+#[serde(rename_all = "lowercase")]
 pub enum LpipsNet {
     Alex,
     Vgg,

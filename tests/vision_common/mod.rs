@@ -92,3 +92,46 @@ pub fn noise_image(w: u32, h: u32, seed: u64) -> image::RgbImage {
         image::Rgb(px)
     })
 }
+
+/// A folder of real photographs: the ImageNet sample of the shared assets, or else the crops of the
+/// scikit-image sample photographs that `meilab demo` fetches with pip (in `target/test-photos`).
+pub fn photo_dir() -> PathBuf {
+    let shared = assets().join("images/imagenet-sample-224");
+    if shared.is_dir() {
+        return shared;
+    }
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/test-photos");
+    eprintln!(
+        "shared assets absent: sample photographs via pip into {}",
+        dir.display()
+    );
+    meilab::stimuli::sample_photos::ensure(&dir, 160, "python3")
+        .expect("sample photographs (needs pip and a registry)");
+    dir
+}
+
+/// A data folder whose `weights` is the test weights folder, for code that locates weights there.
+pub fn data_dir_with_weights() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().expect("temporary data folder");
+    std::os::unix::fs::symlink(weights_dir(), dir.path().join("weights")).expect("link weights");
+    dir
+}
+
+/// The first `n` photographs of `photo_dir()` copied into a new folder.
+pub fn photo_subset(n: usize) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().expect("temporary image folder");
+    let mut files: Vec<PathBuf> = std::fs::read_dir(photo_dir())
+        .expect("photo folder")
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| {
+            p.extension()
+                .is_some_and(|x| x == "JPEG" || x == "jpg" || x == "png")
+        })
+        .collect();
+    files.sort();
+    assert!(files.len() >= n, "only {} photographs", files.len());
+    for f in &files[..n] {
+        std::fs::copy(f, dir.path().join(f.file_name().unwrap())).expect("copy photograph");
+    }
+    dir
+}

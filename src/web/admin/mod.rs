@@ -4,6 +4,7 @@
 
 pub mod auth;
 pub mod downloads;
+pub mod lab;
 pub mod login;
 pub mod monitor;
 pub mod preview;
@@ -44,7 +45,8 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             .configure(monitor::configure)
             .configure(preview::configure)
             .configure(results::configure)
-            .configure(downloads::configure),
+            .configure(downloads::configure)
+            .configure(lab::configure),
     );
 }
 

@@ -212,12 +212,7 @@ impl StudyForm {
     /// Title and slug rules (the database enforces them too).
     fn check_names(&self, problems: &mut Vec<Problem>) {
         let slug = self.slug.trim();
-        let slug_ok = (1..=63).contains(&slug.len())
-            && slug
-                .bytes()
-                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
-            && !slug.starts_with('-');
-        if !slug_ok {
+        if !crate::study::valid_slug(slug) {
             problems.push(Problem {
                 field: "slug".into(),
                 message: "must be 1 to 63 lowercase letters, digits or '-', not starting with '-'"

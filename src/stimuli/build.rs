@@ -1,0 +1,435 @@
+//! Building a study's stimuli from a real network and an image set: activations (stored, resumable),
+//! directions per tap and basis, exemplars and IMI-protocol trials per unit, catch and practice
+//! trials, and each unit's interpretability index. Runs in the foreground (CLI) or as a job.
+
+use std::collections::BTreeSet;
+use std::path::Path;
+use std::time::Instant;
+
+use anyhow::{bail, ensure, Context};
+use rand::seq::{IndexedRandom, SliceRandom};
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use sqlx::PgPool;
+
+use super::activations::{self, Model};
+use super::directions::{self, Basis, Direction};
+use super::protocol::{self, Condition, Protocol};
+use super::store::ImageStore;
+use super::{obvious_trial, ExemplarSpec, StimulusSet, TrialKind, TrialSpec, UnitSpec};
+use crate::db;
+use crate::jobs::{progress, Progress};
+use crate::study::StudyConfig;
+use crate::vision::{Arch, FeatureCache, Lpips, LpipsNet, Tap};
+
+/// Exemplars per unit the interpretability index compares (DESIGN 1.7).
+pub const II_EXEMPLARS: usize = 5;
+
+/// Which units of each tap and basis a study gets.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum UnitSampling {
+    All,
+    /// This many, drawn at random (seeded) per tap and basis.
+    Random(usize),
+    /// These unit indices in every tap and basis.
+    List(Vec<usize>),
+}
+
+impl std::str::FromStr for UnitSampling {
+    type Err = anyhow::Error;
+
+    /// `all`, a number (random per tap and basis), or a list like `0,5,7`.
+    fn from_str(s: &str) -> anyhow::Result<UnitSampling> {
+        if s == "all" {
+            return Ok(UnitSampling::All);
+        }
+        if let Some(list) = s.strip_prefix("list:") {
+            return Ok(UnitSampling::List(
+                list.split(',')
+                    .map(|i| {
+                        i.trim()
+                            .parse()
+                            .with_context(|| format!("`{i}` is not a unit index"))
+                    })
+                    .collect::<anyhow::Result<_>>()?,
+            ));
+        }
+        let n: usize = s
+            .parse()
+            .with_context(|| format!("units `{s}`: expected all, a number, or list:I,J,K"))?;
+        ensure!(n > 0, "units: the number must be at least 1");
+        Ok(UnitSampling::Random(n))
+    }
+}
+
+/// Everything a build needs; stored as a job's payload.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct BuildSpec {
+    /// The study to create (a draft).
+    pub study_slug: String,
+    pub study_title: String,
+    pub image_set_id: i64,
+    pub arch: Arch,
+    pub taps: Vec<String>,
+    pub bases: Vec<Basis>,
+    pub units: UnitSampling,
+    /// Centroids per tap for the k-means basis.
+    pub kmeans_k: usize,
+    pub batches: usize,
+    pub references: usize,
+    pub conditions: Vec<String>,
+    /// Catch trials per unit (queries from the references on screen).
+    pub catch_per_unit: usize,
+    /// Units with the clearest exemplars (highest II) whose first batch becomes practice.
+    pub practice_units: usize,
+    /// The LPIPS net of the interpretability index.
+    pub ii_net: LpipsNet,
+    pub seed: u64,
+}
+
+impl BuildSpec {
+    pub fn protocol(&self) -> anyhow::Result<Protocol> {
+        ensure!(!self.conditions.is_empty(), "give at least one condition");
+        Ok(Protocol {
+            batches: self.batches,
+            references: self.references,
+            conditions: self
+                .conditions
+                .iter()
+                .map(|c| c.parse())
+                .collect::<anyhow::Result<Vec<Condition>>>()?,
+        })
+    }
+
+    pub fn parsed_taps(&self) -> anyhow::Result<Vec<Tap>> {
+        ensure!(!self.taps.is_empty(), "give at least one tap");
+        self.taps
+            .iter()
+            .map(|t| t.parse::<Tap>().map_err(anyhow::Error::from))
+            .collect()
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct BuildSummary {
+    pub study_id: i64,
+    pub images: usize,
+    pub images_computed: usize,
+    pub images_reused: usize,
+    pub units: usize,
+    pub main_trials: usize,
+    pub catch_trials: usize,
+    pub practice_trials: usize,
+    pub extraction_secs: f64,
+    pub total_secs: f64,
+}
+
+/// One unit on its way to the study.
+struct Built {
+    spec: UnitSpec,
+    stimuli: protocol::UnitStimuli,
+    activations: Vec<f32>,
+}
+
+pub async fn run(
+    pool: &PgPool,
+    data_dir: &Path,
+    store: &ImageStore,
+    spec: &BuildSpec,
+    progress: &dyn Progress,
+) -> anyhow::Result<BuildSummary> {
+    let started = Instant::now();
+    let protocol = spec.protocol()?;
+    let taps = spec.parsed_taps()?;
+    ensure!(!spec.bases.is_empty(), "give at least one basis");
+    let images = {
+        let mut conn = pool.acquire().await?;
+        db::image_sets::members(&mut conn, spec.image_set_id).await?
+    };
+    ensure!(
+        images.len() >= protocol.images_needed(),
+        "the image set has {} images; {} batches x {} references need at least {}",
+        images.len(),
+        spec.batches,
+        spec.references,
+        protocol.images_needed()
+    );
+    let model = Model::load(pool, spec.arch, data_dir).await?;
+    let extracted = activations::extract(pool, store, &model, &taps, &images, progress).await?;
+    let extraction_secs = started.elapsed().as_secs_f64();
+
+    let mut built = Vec::new();
+    progress.start_phase("units and trials", (taps.len() * spec.bases.len()) as u64);
+    for tap in &taps {
+        let rows = activations::tap_matrix(pool, model.id, &tap.to_string(), &images).await?;
+        for &basis in &spec.bases {
+            progress::check(progress)?;
+            let rows = rows.clone();
+            let (spec_c, tap_name) = (spec.clone(), tap.to_string());
+            let protocol = protocol.clone();
+            let arch = model.arch;
+            let units = tokio::task::spawn_blocking(move || {
+                units_of(&rows, &spec_c, arch, &tap_name, basis, &protocol)
+            })
+            .await??;
+            built.extend(units);
+            progress.advance(1);
+        }
+    }
+    ensure!(!built.is_empty(), "the sampling selected no units");
+
+    interpretability(data_dir, store, spec.ii_net, &images, &mut built, progress).await?;
+    let set = assemble(spec, &images, built)?;
+    progress::check(progress)?;
+
+    let mut config = StudyConfig::default();
+    let main_units = set
+        .trials
+        .iter()
+        .filter(|t| t.kind == TrialKind::Main)
+        .map(|t| t.unit)
+        .collect::<BTreeSet<_>>()
+        .len();
+    config.trials_per_session = config.trials_per_session.min(main_units as i64);
+    config.catch_per_session = config
+        .catch_per_session
+        .min(set.count(TrialKind::Catch) as i64);
+    config.practice.trials = config
+        .practice
+        .trials
+        .min(set.count(TrialKind::Practice) as i64);
+    config.seed = spec.seed;
+    let mut tx = pool.begin().await?;
+    let study_id = crate::study::create(
+        &mut tx,
+        &spec.study_slug,
+        &spec.study_title,
+        "draft",
+        &config,
+        &set,
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(BuildSummary {
+        study_id,
+        images: images.len(),
+        images_computed: extracted.computed,
+        images_reused: extracted.reused,
+        units: set.units.len(),
+        main_trials: set.count(TrialKind::Main),
+        catch_trials: set.count(TrialKind::Catch),
+        practice_trials: set.count(TrialKind::Practice),
+        extraction_secs,
+        total_secs: started.elapsed().as_secs_f64(),
+    })
+}
+
+fn units_of(
+    rows: &[Vec<f32>],
+    spec: &BuildSpec,
+    arch: Arch,
+    tap: &str,
+    basis: Basis,
+    protocol: &Protocol,
+) -> anyhow::Result<Vec<Built>> {
+    let all: Vec<Direction> = match basis {
+        Basis::Neuron => directions::neurons(rows)?,
+        Basis::Pca => directions::principal_axes(rows)?,
+        Basis::Kmeans => {
+            let k = spec.kmeans_k.min(directions::channels(rows)?);
+            directions::spherical_kmeans(rows, k, seed_for(spec.seed, &[tap, "kmeans"]))?
+        }
+    };
+    let chosen: Vec<&Direction> = match &spec.units {
+        UnitSampling::All => all.iter().collect(),
+        UnitSampling::Random(n) => {
+            let mut rng =
+                ChaCha8Rng::seed_from_u64(seed_for(spec.seed, &[tap, basis.as_str(), "units"]));
+            let mut picked: Vec<&Direction> =
+                all.choose_multiple(&mut rng, (*n).min(all.len())).collect();
+            picked.sort_by_key(|d| d.index);
+            picked
+        }
+        UnitSampling::List(indices) => indices
+            .iter()
+            .map(|&i| {
+                all.get(i).with_context(|| {
+                    format!(
+                        "{tap} has no {} unit {i} (it has {})",
+                        basis.as_str(),
+                        all.len()
+                    )
+                })
+            })
+            .collect::<anyhow::Result<_>>()?,
+    };
+    chosen
+        .into_iter()
+        .map(|d| {
+            let activations: Vec<f32> = rows.iter().map(|r| d.project(r)).collect();
+            let index = d.index.to_string();
+            let stimuli = protocol::build(
+                &activations,
+                protocol,
+                seed_for(spec.seed, &[tap, basis.as_str(), &index]),
+            )
+            .with_context(|| format!("{tap} {} unit {}", basis.as_str(), d.index))?;
+            Ok(Built {
+                spec: UnitSpec {
+                    model: arch.name().to_string(),
+                    tap: tap.to_string(),
+                    basis: basis.as_str().to_string(),
+                    index: d.index as i32,
+                    vector: Some(d.vector.clone()),
+                    ii: None,
+                    explained_variance: d.explained_variance,
+                },
+                stimuli,
+                activations,
+            })
+        })
+        .collect()
+}
+
+/// II(u) = (1/M) sum_j sum_k -LPIPS(x_j, x_k) over the unit's top M exemplars, from cached features.
+async fn interpretability(
+    data_dir: &Path,
+    store: &ImageStore,
+    net: LpipsNet,
+    images: &[String],
+    built: &mut [Built],
+    progress: &dyn Progress,
+) -> anyhow::Result<()> {
+    progress.start_phase("interpretability index", built.len() as u64);
+    let tops: Vec<Vec<String>> = built
+        .iter()
+        .map(|b| {
+            b.stimuli.ranking[..II_EXEMPLARS.min(b.stimuli.ranking.len())]
+                .iter()
+                .map(|&i| images[i].clone())
+                .collect()
+        })
+        .collect();
+    let (data_dir, store) = (data_dir.to_path_buf(), store.clone());
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    let work = tokio::task::spawn_blocking(move || -> anyhow::Result<Vec<f64>> {
+        let lpips = Lpips::from_data_dir(net, &data_dir)?;
+        let mut cache = FeatureCache::new(1 << 30, None);
+        let mut out = Vec::with_capacity(tops.len());
+        for top in &tops {
+            let pictures = top
+                .iter()
+                .map(|sha| activations::load(&store, sha))
+                .collect::<anyhow::Result<Vec<_>>>()?;
+            let items: Vec<(&str, &image::RgbImage)> =
+                top.iter().map(String::as_str).zip(&pictures).collect();
+            let features = cache.get_or_compute(&lpips, &items)?;
+            let d = crate::vision::distances(&features, &features)?;
+            let m = features.len() as f64;
+            let sum: f64 = (0..features.len())
+                .flat_map(|j| (0..features.len()).map(move |k| (j, k)))
+                .map(|(j, k)| -(d.get(j, k) as f64))
+                .sum();
+            out.push(sum / m);
+            // The receiver is gone only when the build was dropped; stop quietly then.
+            if tx.send(()).is_err() {
+                bail!(progress::Cancelled);
+            }
+        }
+        Ok(out)
+    });
+    while rx.recv().await.is_some() {
+        progress.advance(1);
+    }
+    let values = work.await??;
+    for (b, ii) in built.iter_mut().zip(values) {
+        b.spec.ii = Some(ii);
+    }
+    Ok(())
+}
+
+/// Units, trials (main, catch, practice) and exemplars as one stimulus set.
+fn assemble(
+    spec: &BuildSpec,
+    images: &[String],
+    mut built: Vec<Built>,
+) -> anyhow::Result<StimulusSet> {
+    let mut set = StimulusSet::default();
+    // Clearest units first for practice: highest II, ties by order.
+    let mut by_clarity: Vec<usize> = (0..built.len()).collect();
+    by_clarity.sort_by(|&a, &b| {
+        let (x, y) = (
+            built[a].spec.ii.unwrap_or(f64::MIN),
+            built[b].spec.ii.unwrap_or(f64::MIN),
+        );
+        y.total_cmp(&x).then(a.cmp(&b))
+    });
+    let practice: BTreeSet<usize> = by_clarity.into_iter().take(spec.practice_units).collect();
+    let practice_condition = if spec.conditions.iter().any(|c| c == "easy") {
+        "easy".to_string()
+    } else {
+        spec.protocol()?.conditions[0].name()
+    };
+    let mut rng = ChaCha8Rng::seed_from_u64(seed_for(spec.seed, &["catch"]));
+    for (u, b) in built.iter_mut().enumerate() {
+        set.units.push(std::mem::take(&mut b.spec));
+        for (side, list) in [
+            ("max", &b.stimuli.max_exemplars),
+            ("min", &b.stimuli.min_exemplars),
+        ] {
+            for (rank, &i) in list.iter().enumerate() {
+                set.exemplars.push(ExemplarSpec {
+                    unit: u,
+                    side,
+                    rank: rank as i32,
+                    sha256: images[i].clone(),
+                    activation: b.activations[i],
+                });
+            }
+        }
+        let mut mains = Vec::new();
+        for t in &b.stimuli.trials {
+            let kind = if practice.contains(&u) && t.batch == 0 && t.condition == practice_condition
+            {
+                TrialKind::Practice
+            } else {
+                TrialKind::Main
+            };
+            let trial = TrialSpec {
+                unit: u,
+                kind,
+                condition: t.condition.clone(),
+                batch: t.batch as i32,
+                max_query: images[t.max_query].clone(),
+                min_query: images[t.min_query].clone(),
+                max_refs: t.max_refs.iter().map(|&i| images[i].clone()).collect(),
+                min_refs: t.min_refs.iter().map(|&i| images[i].clone()).collect(),
+            };
+            if kind == TrialKind::Main {
+                mains.push(trial.clone());
+            }
+            set.trials.push(trial);
+        }
+        mains.shuffle(&mut rng);
+        for source in mains.iter().take(spec.catch_per_unit) {
+            if let Some(c) = obvious_trial(source, TrialKind::Catch, &mut rng) {
+                set.trials.push(c);
+            }
+        }
+    }
+    Ok(set)
+}
+
+/// A seed per purpose, so adding a tap or basis never changes the others' draws.
+fn seed_for(seed: u64, parts: &[&str]) -> u64 {
+    let mut h = Sha256::new();
+    h.update(seed.to_le_bytes());
+    for p in parts {
+        h.update(p.as_bytes());
+        h.update([0]);
+    }
+    u64::from_le_bytes(h.finalize()[..8].try_into().expect("8 bytes"))
+}

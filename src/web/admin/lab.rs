@@ -1,0 +1,597 @@
+//! `/admin/lab`: weights, image sets (a server folder or an uploaded zip), the trial-building form,
+//! and the jobs that do the work, with live progress from `/admin/jobs.json` and cancel buttons.
+
+use std::path::{Path, PathBuf};
+
+use actix_multipart::Multipart;
+use actix_web::http::StatusCode;
+use actix_web::{web, HttpResponse};
+use askama::Template;
+use futures_util::StreamExt;
+use serde::{Deserialize, Serialize};
+use tokio::io::AsyncWriteExt;
+
+use super::{page, see_other, Admin, AdminError, Chrome, PageResult};
+use crate::db;
+use crate::jobs::worker;
+use crate::stimuli::build::{BuildSpec, UnitSampling};
+use crate::stimuli::directions::Basis;
+use crate::stimuli::image_set::{ImageSource, ImagesJob};
+use crate::vision::{self, Arch, LpipsNet, WeightSet};
+use crate::web::AppState;
+
+/// Zip uploads larger than this are refused while they stream in.
+const MAX_UPLOAD_BYTES: usize = 2 << 30;
+
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.route("/lab", web::get().to(show))
+        .route("/lab/weights", web::post().to(fetch_weights))
+        .route("/lab/image-sets", web::post().to(add_folder))
+        .route("/lab/uploads", web::post().to(upload_zip))
+        .route("/lab/builds", web::post().to(start_build))
+        .route("/jobs.json", web::get().to(jobs_json))
+        .route("/jobs/{id}/cancel", web::post().to(cancel));
+}
+
+struct WeightRow {
+    name: String,
+    location: Option<String>,
+}
+
+struct SetRow {
+    id: i64,
+    name: String,
+    source: String,
+    images: i64,
+}
+
+#[derive(Serialize)]
+pub struct JobView {
+    id: i64,
+    kind: String,
+    status: String,
+    phase: String,
+    progress: i64,
+    total: i64,
+    percent: i64,
+    error: String,
+    outcome: String,
+    link: String,
+    cancellable: bool,
+}
+
+impl JobView {
+    fn from_row(j: db::jobs::JobRow) -> JobView {
+        let result = j.result.clone().unwrap_or_default();
+        let (outcome, link) = match (j.kind.as_str(), j.status.as_str()) {
+            ("build", "done") => (
+                format!(
+                    "{} units, {} main trials",
+                    result["units"], result["main_trials"]
+                ),
+                result["study_id"]
+                    .as_i64()
+                    .map(|id| format!("/admin/studies/{id}"))
+                    .unwrap_or_default(),
+            ),
+            ("images", "done") => (
+                format!(
+                    "{} images, {} files skipped",
+                    result["images"],
+                    result["skipped"].as_array().map_or(0, Vec::len)
+                ),
+                String::new(),
+            ),
+            ("weights", "done") => (
+                format!("{} weight sets", result.as_array().map_or(0, Vec::len)),
+                String::new(),
+            ),
+            _ => (String::new(), String::new()),
+        };
+        JobView {
+            id: j.id,
+            percent: super::percent(j.progress, j.total),
+            cancellable: matches!(j.status.as_str(), "queued" | "running"),
+            kind: j.kind,
+            status: j.status,
+            phase: j.phase,
+            progress: j.progress,
+            total: j.total,
+            error: j.error.unwrap_or_default(),
+            outcome,
+            link,
+        }
+    }
+}
+
+/// The build form's fields as typed, kept to show them again with an error.
+#[derive(Deserialize, Clone)]
+#[serde(default)]
+struct BuildForm {
+    csrf: String,
+    study: String,
+    title: String,
+    image_set: String,
+    model: String,
+    taps: String,
+    neuron: Option<String>,
+    pca: Option<String>,
+    kmeans: Option<String>,
+    units: String,
+    conditions: String,
+    batches: String,
+    references: String,
+    catch_per_unit: String,
+    practice_units: String,
+    seed: String,
+}
+
+impl Default for BuildForm {
+    fn default() -> Self {
+        BuildForm {
+            csrf: String::new(),
+            study: String::new(),
+            title: String::new(),
+            image_set: String::new(),
+            model: "alexnet".into(),
+            taps: "conv1,conv2,conv3,conv4,conv5".into(),
+            neuron: Some("on".into()),
+            pca: None,
+            kmeans: None,
+            units: "5".into(),
+            conditions: "easy".into(),
+            batches: "20".into(),
+            references: "9".into(),
+            catch_per_unit: "1".into(),
+            practice_units: "3".into(),
+            seed: "0".into(),
+        }
+    }
+}
+
+#[derive(Template)]
+#[template(path = "admin/lab.html")]
+struct LabPage {
+    chrome: Chrome,
+    weights: Vec<WeightRow>,
+    sets: Vec<SetRow>,
+    jobs: Vec<JobView>,
+    models: Vec<(&'static str, String)>,
+    form: BuildForm,
+    error: Option<String>,
+    notice: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct Notice {
+    notice: Option<String>,
+}
+
+async fn show(state: web::Data<AppState>, admin: Admin, query: web::Query<Notice>) -> PageResult {
+    let notice = query.notice.as_deref().map(|n| match n {
+        "queued" => "The job is queued; its progress shows below.".to_string(),
+        _ => "Done.".to_string(),
+    });
+    render(
+        &state,
+        &admin,
+        StatusCode::OK,
+        BuildForm::default(),
+        None,
+        notice,
+    )
+    .await
+}
+
+async fn render(
+    state: &AppState,
+    admin: &Admin,
+    status: StatusCode,
+    form: BuildForm,
+    error: Option<String>,
+    notice: Option<String>,
+) -> PageResult {
+    let data_dir = state.data_dir();
+    let weights = WeightSet::all()
+        .into_iter()
+        .map(|set| WeightRow {
+            name: set.name(),
+            location: vision::locate(&data_dir, set)
+                .ok()
+                .map(|p| p.display().to_string()),
+        })
+        .collect();
+    let mut conn = state.pool.acquire().await?;
+    let sets = db::image_sets::list(&mut conn)
+        .await?
+        .into_iter()
+        .map(|(id, name, source, images)| SetRow {
+            id,
+            name,
+            source,
+            images,
+        })
+        .collect();
+    let jobs = db::jobs::recent(&mut conn, 20)
+        .await?
+        .into_iter()
+        .map(JobView::from_row)
+        .collect();
+    let models = Arch::ALL
+        .iter()
+        .map(|a| (a.name(), a.taps().join(", ")))
+        .collect();
+    page(
+        status,
+        &LabPage {
+            chrome: Chrome::new(admin, "lab"),
+            weights,
+            sets,
+            jobs,
+            models,
+            form,
+            error,
+            notice,
+        },
+    )
+}
+
+#[derive(Deserialize)]
+struct CsrfOnly {
+    #[serde(default)]
+    csrf: String,
+}
+
+async fn fetch_weights(
+    state: web::Data<AppState>,
+    admin: Admin,
+    form: web::Form<CsrfOnly>,
+) -> PageResult {
+    admin.require_admin()?;
+    admin.check_csrf(&form.csrf)?;
+    worker::submit_weights(&state.pool).await?;
+    Ok(see_other("/admin/lab?notice=queued"))
+}
+
+#[derive(Deserialize)]
+struct FolderForm {
+    #[serde(default)]
+    csrf: String,
+    #[serde(default)]
+    name: String,
+    #[serde(default)]
+    folder: String,
+    #[serde(default)]
+    size: String,
+}
+
+async fn add_folder(
+    state: web::Data<AppState>,
+    admin: Admin,
+    form: web::Form<FolderForm>,
+) -> PageResult {
+    admin.require_admin()?;
+    admin.check_csrf(&form.csrf)?;
+    let refuse = |message: String| {
+        render(
+            &state,
+            &admin,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            BuildForm::default(),
+            Some(message),
+            None,
+        )
+    };
+    let folder = PathBuf::from(form.folder.trim());
+    if form.folder.trim().is_empty() || !folder.is_dir() {
+        return refuse(format!(
+            "`{}` is not a folder on the server.",
+            form.folder.trim()
+        ))
+        .await;
+    }
+    let Some(size) = parse_size(&form.size) else {
+        return refuse("The image size is a whole number of pixels from 32 to 1024.".into()).await;
+    };
+    let name = match form.name.trim() {
+        "" => folder
+            .file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or("images")
+            .to_string(),
+        n => n.chars().take(200).collect(),
+    };
+    worker::submit_images(
+        &state.pool,
+        &ImagesJob {
+            name,
+            source: ImageSource::Folder(folder),
+            size,
+        },
+    )
+    .await?;
+    Ok(see_other("/admin/lab?notice=queued"))
+}
+
+fn parse_size(text: &str) -> Option<u32> {
+    match text.trim() {
+        "" => Some(224),
+        t => t.parse::<u32>().ok().filter(|s| (32..=1024).contains(s)),
+    }
+}
+
+/// A zip of pictures streamed to `<data-dir>/uploads`, then registered by a job (which checks every
+/// entry for path traversal and decompression bombs and removes the upload).
+async fn upload_zip(state: web::Data<AppState>, admin: Admin, mut parts: Multipart) -> PageResult {
+    admin.require_admin()?;
+    let (mut csrf, mut name, mut size) = (String::new(), String::new(), String::new());
+    let mut saved: Option<PathBuf> = None;
+    while let Some(field) = parts.next().await {
+        let mut field = field
+            .map_err(|e| AdminError::BadRequest(format!("the upload could not be read: {e}")))?;
+        let field_name = field.name().unwrap_or_default().to_string();
+        if field_name == "archive" {
+            // The token comes first in the form; nothing is written to disk without it.
+            admin.check_csrf(&csrf)?;
+            let dir = state.data_dir().join("uploads");
+            tokio::fs::create_dir_all(&dir)
+                .await
+                .map_err(anyhow::Error::from)?;
+            let path = dir.join(format!("{}.zip", uuid::Uuid::new_v4()));
+            let written = stream_to_file(&mut field, &path).await;
+            match written {
+                Ok(0) => {
+                    let _ = tokio::fs::remove_file(&path).await;
+                }
+                Ok(_) => saved = Some(path),
+                Err(e) => {
+                    let _ = tokio::fs::remove_file(&path).await;
+                    return Err(e);
+                }
+            }
+            continue;
+        }
+        let mut value = Vec::new();
+        while let Some(chunk) = field.next().await {
+            let chunk = chunk.map_err(|e| {
+                AdminError::BadRequest(format!("the upload could not be read: {e}"))
+            })?;
+            if value.len() + chunk.len() > 4096 {
+                return Err(AdminError::BadRequest(format!(
+                    "the field {field_name} is too long"
+                )));
+            }
+            value.extend_from_slice(&chunk);
+        }
+        let value = String::from_utf8_lossy(&value).into_owned();
+        match field_name.as_str() {
+            "csrf" => csrf = value,
+            "name" => name = value,
+            "size" => size = value,
+            _ => {}
+        }
+    }
+    admin.check_csrf(&csrf)?;
+    let refuse = |message: &str| {
+        render(
+            &state,
+            &admin,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            BuildForm::default(),
+            Some(message.to_string()),
+            None,
+        )
+    };
+    let Some(path) = saved else {
+        return refuse("Choose a .zip file of JPEG, PNG or WebP pictures.").await;
+    };
+    let Some(size) = parse_size(&size) else {
+        let _ = tokio::fs::remove_file(&path).await;
+        return refuse("The image size is a whole number of pixels from 32 to 1024.").await;
+    };
+    let name = match name.trim() {
+        "" => "upload".to_string(),
+        n => n.chars().take(200).collect(),
+    };
+    worker::submit_images(
+        &state.pool,
+        &ImagesJob {
+            name,
+            source: ImageSource::Zip(path),
+            size,
+        },
+    )
+    .await?;
+    Ok(see_other("/admin/lab?notice=queued"))
+}
+
+async fn stream_to_file(
+    field: &mut actix_multipart::Field,
+    path: &Path,
+) -> Result<usize, AdminError> {
+    let mut file = tokio::fs::File::create(path)
+        .await
+        .map_err(anyhow::Error::from)?;
+    let mut total = 0usize;
+    while let Some(chunk) = field.next().await {
+        let chunk = chunk
+            .map_err(|e| AdminError::BadRequest(format!("the upload could not be read: {e}")))?;
+        total += chunk.len();
+        if total > MAX_UPLOAD_BYTES {
+            return Err(AdminError::BadRequest(
+                "the archive is larger than 2 GiB".into(),
+            ));
+        }
+        file.write_all(&chunk).await.map_err(anyhow::Error::from)?;
+    }
+    file.sync_all().await.map_err(anyhow::Error::from)?;
+    Ok(total)
+}
+
+async fn start_build(
+    state: web::Data<AppState>,
+    admin: Admin,
+    form: web::Form<BuildForm>,
+) -> PageResult {
+    admin.require_admin()?;
+    admin.check_csrf(&form.csrf)?;
+    let form = form.into_inner();
+    match validate(&state, &form).await? {
+        Ok(spec) => {
+            worker::submit_build(&state.pool, &spec).await?;
+            Ok(see_other("/admin/lab?notice=queued"))
+        }
+        Err(message) => {
+            render(
+                &state,
+                &admin,
+                StatusCode::UNPROCESSABLE_ENTITY,
+                form,
+                Some(message),
+                None,
+            )
+            .await
+        }
+    }
+}
+
+/// The build as a spec, or what is wrong with the form.
+async fn validate(
+    state: &AppState,
+    form: &BuildForm,
+) -> Result<Result<BuildSpec, String>, AdminError> {
+    let number = |text: &str, what: &str, max: usize| {
+        text.trim()
+            .parse::<usize>()
+            .ok()
+            .filter(|n| *n <= max)
+            .ok_or_else(|| format!("{what} is a whole number from 0 to {max}."))
+    };
+    let slug = form.study.trim();
+    let checked = (|| {
+        if !crate::study::valid_slug(slug) {
+            return Err(
+                "The study's URL name uses lowercase letters, digits and '-' (up to 63)."
+                    .to_string(),
+            );
+        }
+        let arch = Arch::ALL
+            .into_iter()
+            .find(|a| a.name() == form.model)
+            .ok_or("Choose a model.")?;
+        let mut bases = Vec::new();
+        for (on, basis) in [
+            (&form.neuron, Basis::Neuron),
+            (&form.pca, Basis::Pca),
+            (&form.kmeans, Basis::Kmeans),
+        ] {
+            if on.is_some() {
+                bases.push(basis);
+            }
+        }
+        if bases.is_empty() {
+            return Err("Choose at least one basis.".into());
+        }
+        let spec = BuildSpec {
+            study_slug: slug.to_string(),
+            study_title: match form.title.trim() {
+                "" => slug.to_string(),
+                t => t.chars().take(200).collect(),
+            },
+            image_set_id: form
+                .image_set
+                .trim()
+                .parse()
+                .map_err(|_| "Choose an image set.")?,
+            arch,
+            taps: form
+                .taps
+                .split(',')
+                .map(|t| t.trim().to_string())
+                .filter(|t| !t.is_empty())
+                .collect(),
+            bases,
+            units: form
+                .units
+                .trim()
+                .parse::<UnitSampling>()
+                .map_err(|e| format!("Units: {e}"))?,
+            kmeans_k: 16,
+            batches: number(&form.batches, "Batches", 100)?.max(1),
+            references: number(&form.references, "References", 36)?.max(1),
+            conditions: form
+                .conditions
+                .split(',')
+                .map(|c| c.trim().to_string())
+                .filter(|c| !c.is_empty())
+                .collect(),
+            catch_per_unit: number(&form.catch_per_unit, "Catch trials per unit", 20)?,
+            practice_units: number(&form.practice_units, "Practice units", 20)?,
+            ii_net: LpipsNet::Alex,
+            seed: form
+                .seed
+                .trim()
+                .parse()
+                .map_err(|_| "The seed is a whole number.")?,
+        };
+        spec.protocol().map_err(|e| format!("Conditions: {e}"))?;
+        let taps = spec.parsed_taps().map_err(|e| format!("Taps: {e}"))?;
+        let known = arch.taps();
+        if let Some(t) = taps.iter().find(|t| !known.contains(&t.name)) {
+            return Err(format!(
+                "{} has no tap `{}`; its taps are {}.",
+                arch.name(),
+                t.name,
+                known.join(", ")
+            ));
+        }
+        Ok(spec)
+    })();
+    let spec = match checked {
+        Ok(spec) => spec,
+        Err(message) => return Ok(Err(message)),
+    };
+    let mut conn = state.pool.acquire().await?;
+    if db::studies::by_slug(&mut conn, slug).await?.is_some() {
+        return Ok(Err(format!("A study called `{slug}` exists already.")));
+    }
+    let images = db::image_sets::members(&mut conn, spec.image_set_id)
+        .await?
+        .len();
+    let needed = 2 * (spec.batches * spec.references + spec.batches);
+    if images == 0 {
+        return Ok(Err("Choose an image set.".into()));
+    }
+    if images < needed {
+        return Ok(Err(format!(
+            "{} batches x {} references need at least {needed} images; the set has {images}.",
+            spec.batches, spec.references
+        )));
+    }
+    Ok(Ok(spec))
+}
+
+async fn jobs_json(state: web::Data<AppState>, _admin: Admin) -> PageResult {
+    let mut conn = state.pool.acquire().await?;
+    let jobs: Vec<JobView> = db::jobs::recent(&mut conn, 20)
+        .await?
+        .into_iter()
+        .map(JobView::from_row)
+        .collect();
+    Ok(HttpResponse::Ok()
+        .insert_header(("Cache-Control", "no-store"))
+        .json(serde_json::json!({ "jobs": jobs })))
+}
+
+async fn cancel(
+    state: web::Data<AppState>,
+    admin: Admin,
+    id: web::Path<i64>,
+    form: web::Form<CsrfOnly>,
+) -> PageResult {
+    admin.require_admin()?;
+    admin.check_csrf(&form.csrf)?;
+    let mut conn = state.pool.acquire().await?;
+    db::jobs::cancel(&mut conn, *id).await?;
+    Ok(see_other("/admin/lab"))
+}

@@ -1,0 +1,405 @@
+//! Stimuli from a real network: image sets (folder, zip), resumable activation extraction, a build
+//! of neuron / PCA / k-means units into protocol trials, and the jobs queue that runs builds.
+
+mod common;
+mod vision_common;
+
+use std::collections::HashSet;
+use std::io::Write;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use meilab::db;
+use meilab::jobs::progress::Silent;
+use meilab::jobs::{Cancelled, Progress, Worker};
+use meilab::stimuli::activations::{self, Model};
+use meilab::stimuli::build::{self, BuildSpec, UnitSampling};
+use meilab::stimuli::directions::Basis;
+use meilab::stimuli::image_set;
+use meilab::stimuli::store::ImageStore;
+use meilab::vision::{Arch, Backbone, LpipsNet, Tap};
+
+/// Asks the work to stop once `limit` items are done; counts what was done.
+struct StopAfter {
+    limit: u64,
+    done: AtomicU64,
+}
+
+impl Progress for StopAfter {
+    fn start_phase(&self, _: &str, _: u64) {}
+    fn advance(&self, n: u64) {
+        self.done.fetch_add(n, Ordering::Relaxed);
+    }
+    fn cancelled(&self) -> bool {
+        self.done.load(Ordering::Relaxed) >= self.limit
+    }
+}
+
+fn spec(set_id: i64, slug: &str) -> BuildSpec {
+    BuildSpec {
+        study_slug: slug.into(),
+        study_title: "Built study".into(),
+        image_set_id: set_id,
+        arch: Arch::AlexNet,
+        taps: vec!["conv1".into(), "conv3".into(), "conv5".into()],
+        bases: vec![Basis::Neuron, Basis::Pca, Basis::Kmeans],
+        units: UnitSampling::Random(2),
+        kmeans_k: 4,
+        batches: 2,
+        references: 3,
+        conditions: vec!["easy".into(), "hard95".into()],
+        catch_per_unit: 1,
+        practice_units: 2,
+        ii_net: LpipsNet::Alex,
+        seed: 11,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn extraction_resumes_without_recomputing_and_matches_the_network() {
+    let pool = common::fresh_database().await;
+    let photos = vision_common::photo_subset(40);
+    let data = vision_common::data_dir_with_weights();
+    let store = ImageStore::new(data.path().join("images"));
+    let set = image_set::register_folder(&pool, &store, "forty", photos.path(), 224, &Silent)
+        .await
+        .unwrap();
+    assert_eq!(set.members.len(), 40);
+    let images: Vec<String> = set.members.iter().map(|m| m.image.sha256.clone()).collect();
+    let model = Model::load(&pool, Arch::AlexNet, data.path())
+        .await
+        .unwrap();
+    let taps = [Tap::pre("conv2"), Tap::pre("conv4")];
+
+    // Stopped after two batches of 16: those stay stored.
+    let stop = StopAfter {
+        limit: 32,
+        done: AtomicU64::new(0),
+    };
+    let err = activations::extract(&pool, &store, &model, &taps, &images, &stop)
+        .await
+        .unwrap_err();
+    assert!(err.downcast_ref::<Cancelled>().is_some(), "{err:#}");
+    let rows: i64 = sqlx::query_scalar("SELECT count(*) FROM activations")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(rows, 32 * 2);
+
+    let counter = StopAfter {
+        limit: u64::MAX,
+        done: AtomicU64::new(0),
+    };
+    let resumed = activations::extract(&pool, &store, &model, &taps, &images, &counter)
+        .await
+        .unwrap();
+    assert_eq!((resumed.computed, resumed.reused), (8, 32));
+    assert_eq!(
+        counter.done.load(Ordering::Relaxed),
+        8,
+        "only the missing images ran"
+    );
+    let again = activations::extract(&pool, &store, &model, &taps, &images, &Silent)
+        .await
+        .unwrap();
+    assert_eq!((again.computed, again.reused), (0, 40));
+
+    // Stored means equal a direct pass over the stored picture.
+    let backbone = Backbone::from_data_dir(Arch::AlexNet, data.path()).unwrap();
+    let picture = activations::load(&store, &images[3]).unwrap();
+    let direct = backbone.image_activations(&[picture], &taps).unwrap();
+    let stored = activations::tap_matrix(&pool, model.id, "conv4", &images)
+        .await
+        .unwrap();
+    assert_eq!(stored[3].len(), 256);
+    for (a, b) in stored[3].iter().zip(&direct[0][1]) {
+        assert!((a - b).abs() <= 1e-5 * b.abs().max(1.0), "{a} vs {b}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_build_makes_protocol_trials_from_real_units() {
+    let app = common::spawn_app().await;
+    let photos = vision_common::photo_subset(40);
+    let data = vision_common::data_dir_with_weights();
+    let set =
+        image_set::register_folder(&app.pool, &app.store, "forty", photos.path(), 224, &Silent)
+            .await
+            .unwrap();
+    let members: HashSet<String> = set.members.iter().map(|m| m.image.sha256.clone()).collect();
+    let summary = build::run(
+        &app.pool,
+        data.path(),
+        &app.store,
+        &spec(set.set_id, "built"),
+        &Silent,
+    )
+    .await
+    .unwrap();
+    // 3 taps x 3 bases x 2 units; each unit 2 conditions x 2 batches, 2 of them practice; 1 catch each.
+    assert_eq!(summary.units, 18);
+    assert_eq!(summary.main_trials + summary.practice_trials, 18 * 4);
+    assert_eq!(summary.practice_trials, 2);
+    assert_eq!(summary.catch_trials, 18);
+
+    let units: Vec<(i64, String, String, i32, Vec<f32>, Option<f64>, Option<f64>)> = sqlx::query_as(
+        "SELECT id, tap, basis, unit_index, vector, ii, explained_variance FROM units ORDER BY id",
+    )
+    .fetch_all(&app.pool)
+    .await
+    .unwrap();
+    let model_id: i64 = sqlx::query_scalar("SELECT id FROM models")
+        .fetch_one(&app.pool)
+        .await
+        .unwrap();
+    for (id, tap, basis, index, vector, ii, ev) in &units {
+        let ii = ii.expect("every built unit has an II");
+        assert!(
+            ii.is_finite() && ii < 0.0,
+            "II is minus a sum of LPIPS distances: {ii}"
+        );
+        assert_eq!(ev.is_some(), basis == "pca");
+        let norm: f32 = vector.iter().map(|v| v * v).sum();
+        assert!((norm - 1.0).abs() < 1e-4, "{basis} vectors are unit length");
+        // Exemplars: B x R per side, activations ranked, equal to the projection of stored means.
+        let exemplars: Vec<(String, i32, String, f32)> = sqlx::query_as(
+            "SELECT side, rank, sha256, activation FROM exemplars WHERE unit_id = $1 ORDER BY side, rank",
+        )
+        .bind(id)
+        .fetch_all(&app.pool)
+        .await
+        .unwrap();
+        assert_eq!(exemplars.len(), 2 * 2 * 3);
+        for pair in exemplars.windows(2).filter(|w| w[0].0 == w[1].0) {
+            let ordered = if pair[0].0 == "max" {
+                pair[0].3 >= pair[1].3
+            } else {
+                pair[0].3 <= pair[1].3
+            };
+            assert!(ordered, "{tap} {basis} {index}: exemplars out of order");
+        }
+        let (_, _, sha, activation) = &exemplars[0];
+        let means: Vec<f32> = sqlx::query_scalar(
+            "SELECT means FROM activations WHERE model_id = $1 AND tap = $2 AND sha256 = $3",
+        )
+        .bind(model_id)
+        .bind(tap)
+        .bind(sha)
+        .fetch_one(&app.pool)
+        .await
+        .unwrap();
+        if basis == "neuron" {
+            assert_eq!(
+                *activation, means[*index as usize],
+                "neuron units are channels, exactly"
+            );
+        }
+        let projected: f64 = vector
+            .iter()
+            .zip(&means)
+            .map(|(v, m)| *v as f64 * *m as f64)
+            .sum();
+        assert!((projected as f32 - activation).abs() <= 1e-4 * activation.abs().max(1.0));
+    }
+
+    let trials: Vec<(String, String, String, String, Vec<String>, Vec<String>)> = sqlx::query_as(
+        "SELECT kind, condition, max_query, min_query, max_refs, min_refs FROM trials",
+    )
+    .fetch_all(&app.pool)
+    .await
+    .unwrap();
+    for (kind, condition, max_q, min_q, max_refs, min_refs) in &trials {
+        assert_eq!((max_refs.len(), min_refs.len()), (3, 3));
+        let refs: HashSet<&String> = max_refs.iter().chain(min_refs).collect();
+        for image in refs.iter().copied().chain([max_q, min_q]) {
+            assert!(members.contains(image), "trial images come from the set");
+        }
+        if kind == "catch" {
+            assert!(
+                max_refs.contains(max_q) && min_refs.contains(min_q),
+                "catch queries are shown references"
+            );
+        } else {
+            assert!(
+                !refs.contains(max_q) && !refs.contains(min_q),
+                "{condition}: query among references"
+            );
+        }
+    }
+
+    // The draft goes live and a participant completes it.
+    let study_id = summary.study_id;
+    let mut conn = app.pool.acquire().await.unwrap();
+    db::studies::set_status(&mut conn, study_id, "active")
+        .await
+        .unwrap();
+    drop(conn);
+    let participant = app.participant("built", serde_json::json!({})).await;
+    participant.consent_and_read_instructions().await;
+    assert!(participant.answer_everything().await > 0);
+    let (status, _) = participant.finish(serde_json::json!({})).await;
+    assert_eq!(status, 200);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_corrupt_file_is_reported_and_skipped_and_the_build_completes() {
+    let pool = common::fresh_database().await;
+    let photos = vision_common::photo_subset(24);
+    let good = std::fs::read_dir(photos.path())
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    let bytes = std::fs::read(&good).unwrap();
+    std::fs::write(photos.path().join("broken.jpg"), &bytes[..bytes.len() / 3]).unwrap();
+    std::fs::write(photos.path().join("notes.txt"), "not a picture").unwrap();
+    std::fs::create_dir(photos.path().join("nested")).unwrap();
+    std::fs::write(
+        photos.path().join("nested/garbage.png"),
+        b"\x89PNG\r\n\x1a\nnonsense",
+    )
+    .unwrap();
+    let data = vision_common::data_dir_with_weights();
+    let store = ImageStore::new(data.path().join("images"));
+    let set = image_set::register_folder(&pool, &store, "with-junk", photos.path(), 224, &Silent)
+        .await
+        .unwrap();
+    assert_eq!(set.members.len(), 24);
+    let skipped: Vec<(&str, &str)> = set
+        .skipped
+        .iter()
+        .map(|s| (s.path.rsplit('/').next().unwrap(), s.reason.as_str()))
+        .collect();
+    assert_eq!(skipped.len(), 3, "{skipped:?}");
+    for name in ["broken.jpg", "notes.txt", "garbage.png"] {
+        let (_, reason) = skipped.iter().find(|(p, _)| *p == name).expect(name);
+        assert!(!reason.is_empty());
+    }
+    let mut s = spec(set.set_id, "junk");
+    s.taps = vec!["conv2".into()];
+    s.bases = vec![Basis::Neuron];
+    s.conditions = vec!["easy".into()];
+    let summary = build::run(&pool, data.path(), &store, &s, &Silent)
+        .await
+        .unwrap();
+    assert_eq!(summary.units, 2);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn zip_uploads_refuse_traversal_and_bombs() {
+    let pool = common::fresh_database().await;
+    let photos = vision_common::photo_subset(5);
+    let mut archive = Vec::new();
+    {
+        let mut zip = zip::ZipWriter::new(std::io::Cursor::new(&mut archive));
+        let options = zip::write::SimpleFileOptions::default();
+        for entry in std::fs::read_dir(photos.path()).unwrap() {
+            let path = entry.unwrap().path();
+            zip.start_file(
+                format!("pics/{}", path.file_name().unwrap().to_str().unwrap()),
+                options,
+            )
+            .unwrap();
+            zip.write_all(&std::fs::read(&path).unwrap()).unwrap();
+        }
+        zip.start_file("../../escape.png", options).unwrap();
+        zip.write_all(b"whatever").unwrap();
+        zip.start_file("bomb.png", options).unwrap();
+        let zeros = vec![0u8; 1 << 20];
+        for _ in 0..80 {
+            zip.write_all(&zeros).unwrap();
+        }
+        zip.finish().unwrap();
+    }
+    assert!(archive.len() < 2 << 20, "the bomb compresses well");
+    let data = tempfile::tempdir().unwrap();
+    let store = ImageStore::new(data.path().join("images"));
+    let set = image_set::register_zip(&pool, &store, "zipped", archive, 224, &Silent)
+        .await
+        .unwrap();
+    assert_eq!(set.members.len(), 5);
+    let reasons: Vec<String> = set
+        .skipped
+        .iter()
+        .map(|s| format!("{}: {}", s.path, s.reason))
+        .collect();
+    assert_eq!(reasons.len(), 2, "{reasons:?}");
+    assert!(reasons
+        .iter()
+        .any(|r| r.starts_with("../../escape.png") && r.contains("leaves the archive")));
+    assert!(reasons
+        .iter()
+        .any(|r| r.starts_with("bomb.png") && r.contains("refused")));
+    assert!(
+        !data.path().join("escape.png").exists()
+            && !data.path().parent().unwrap().join("escape.png").exists()
+    );
+    let bad =
+        image_set::register_zip(&pool, &store, "junk", b"not a zip".to_vec(), 224, &Silent).await;
+    assert!(bad.unwrap_err().to_string().contains("not a readable zip"));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_job_queue_runs_cancels_and_takes_over_builds() {
+    let pool = common::fresh_database().await;
+    let photos = vision_common::photo_subset(20);
+    let data = vision_common::data_dir_with_weights();
+    let worker = Worker::new(pool.clone(), data.path().to_path_buf());
+    let set =
+        image_set::register_folder(&pool, &worker.store, "twenty", photos.path(), 224, &Silent)
+            .await
+            .unwrap();
+    let mut s = spec(set.set_id, "queued");
+    s.taps = vec!["conv1".into()];
+    s.bases = vec![Basis::Pca];
+
+    // Queued, then cancelled before any worker takes it: never runs.
+    let cancelled = meilab::jobs::worker::submit_build(&pool, &s).await.unwrap();
+    let mut conn = pool.acquire().await.unwrap();
+    assert!(db::jobs::cancel(&mut conn, cancelled).await.unwrap());
+    assert!(!worker.run_one().await.unwrap(), "nothing left to run");
+    assert_eq!(
+        db::jobs::get(&mut conn, cancelled)
+            .await
+            .unwrap()
+            .unwrap()
+            .status,
+        "cancelled"
+    );
+
+    // Queued and run.
+    let id = meilab::jobs::worker::submit_build(&pool, &s).await.unwrap();
+    assert!(worker.run_one().await.unwrap());
+    let job = db::jobs::get(&mut conn, id).await.unwrap().unwrap();
+    assert_eq!(job.status, "done", "{:?}", job.error);
+    assert!(
+        job.total > 0 && job.progress == job.total,
+        "progress recorded: {}/{}",
+        job.progress,
+        job.total
+    );
+    let study_id = job.result.unwrap()["study_id"].as_i64().unwrap();
+    assert!(db::studies::by_study_id(&mut conn, study_id)
+        .await
+        .unwrap()
+        .is_some());
+
+    // A failing build records its error (the study name is now taken).
+    let failing = meilab::jobs::worker::submit_build(&pool, &s).await.unwrap();
+    assert!(worker.run_one().await.unwrap());
+    let job = db::jobs::get(&mut conn, failing).await.unwrap().unwrap();
+    assert_eq!(job.status, "failed");
+    assert!(job.error.unwrap().contains("queued"));
+
+    // A running job whose worker stopped sending heartbeats is taken over.
+    s.study_slug = "taken-over".into();
+    let orphan = meilab::jobs::worker::submit_build(&pool, &s).await.unwrap();
+    sqlx::query("UPDATE jobs SET status = 'running', attempts = 1, heartbeat_at = now() - interval '5 minutes' WHERE id = $1")
+        .bind(orphan)
+        .execute(&pool)
+        .await
+        .unwrap();
+    assert!(worker.run_one().await.unwrap());
+    let job = db::jobs::get(&mut conn, orphan).await.unwrap().unwrap();
+    assert_eq!((job.status.as_str(), job.attempts), ("done", 2));
+}
