@@ -8,6 +8,7 @@ mod import;
 mod loadtest;
 pub mod lpips;
 mod observer;
+mod participant;
 mod serve;
 mod stimuli;
 pub mod weights;
@@ -53,6 +54,9 @@ enum Command {
     /// Manage dashboard accounts.
     #[command(subcommand)]
     Admin(AdminCommand),
+    /// A participant's data (withdrawal).
+    #[command(subcommand)]
+    Participant(ParticipantCommand),
     /// Drive a running server with simulated participants; print responses/s and latencies.
     Loadtest(loadtest::LoadtestArgs),
     /// Import, fetch and list network weights (kept in the data directory).
@@ -71,6 +75,12 @@ enum Command {
     Worker,
     /// Measure the vision engine: backbone and LPIPS throughput, distance matrices, memory.
     Bench(bench::BenchArgs),
+}
+
+#[derive(Debug, Subcommand)]
+enum ParticipantCommand {
+    /// Delete a participant's session, assignments and responses (found by their external id).
+    Delete(participant::DeleteArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -128,6 +138,9 @@ impl Cli {
                     stimuli::build(settings, *args).await
                 }
                 Command::Worker => stimuli::worker(settings).await,
+                Command::Participant(ParticipantCommand::Delete(args)) => {
+                    participant::delete(settings, args).await
+                }
                 Command::Loadtest(args) => loadtest::run(args).await,
                 Command::Observer(ObserverCommand::Score(args)) => {
                     observer::score(settings, args).await

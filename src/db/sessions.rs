@@ -478,3 +478,46 @@ pub async fn next_trial(conn: &mut PgConnection, token: &str) -> sqlx::Result<Op
         }
     }))
 }
+
+/// What deleting a participant's session removed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Deleted {
+    pub assignments: u64,
+    pub responses: u64,
+}
+
+/// The session of `external_id_hash` in the study, locked for deletion.
+pub async fn lock_by_external_id(
+    conn: &mut PgConnection,
+    study_id: i64,
+    external_id_hash: &str,
+) -> sqlx::Result<Option<Session>> {
+    sqlx::query_as!(
+        Session,
+        "SELECT id, token, study_id, stage, main_total, practice_attempts, completion_code
+         FROM sessions WHERE study_id = $1 AND external_id_hash = $2 FOR UPDATE",
+        study_id,
+        external_id_hash
+    )
+    .fetch_optional(conn)
+    .await
+}
+
+/// Deletes a session with its responses and assignments (children first, so the counts are exact).
+pub async fn delete(conn: &mut PgConnection, session_id: i64) -> sqlx::Result<Deleted> {
+    let responses = sqlx::query!("DELETE FROM responses WHERE session_id = $1", session_id)
+        .execute(&mut *conn)
+        .await?
+        .rows_affected();
+    let assignments = sqlx::query!("DELETE FROM assignments WHERE session_id = $1", session_id)
+        .execute(&mut *conn)
+        .await?
+        .rows_affected();
+    sqlx::query!("DELETE FROM sessions WHERE id = $1", session_id)
+        .execute(&mut *conn)
+        .await?;
+    Ok(Deleted {
+        assignments,
+        responses,
+    })
+}

@@ -26,6 +26,7 @@ pub mod stage {
 }
 
 const MAX_FEEDBACK_LEN: usize = 5000;
+const MAX_EXTERNAL_ID_LEN: usize = 200;
 /// Recruitment parameters are a few short strings (DESIGN 2.2); anything larger is not a platform's.
 const MAX_PARAMS: usize = 16;
 const MAX_PARAM_NAME_LEN: usize = 64;
@@ -109,19 +110,15 @@ pub async fn start(
     new: NewSession,
 ) -> Result<(Started, bool), AppError> {
     let study = active_study(conn, slug).await?;
-    let external_id = new
-        .external_id
-        .as_deref()
-        .map(str::trim)
-        .filter(|id| !id.is_empty());
-    if external_id.is_some_and(|id| id.len() > 200) {
+    let external_id = new.external_id.as_deref().map(str::trim);
+    if external_id.is_some_and(|id| id.len() > MAX_EXTERNAL_ID_LEN) {
         return Err(AppError::invalid(
             "invalid_external_id",
             "external_id is longer than 200 characters",
         ));
     }
     check_params(&new.params)?;
-    let external_id = external_id.map(|id| key.pseudonym(study.id, id));
+    let external_id = external_id.and_then(|id| pseudonym(key, study.id, id));
     if let Some(id) = &external_id {
         if let Some(existing) = db::sessions::by_external_id(conn, study.id, id).await? {
             return resume(existing);
@@ -174,6 +171,46 @@ pub async fn start(
     ))
 }
 
+/// The stored form of an external id: the keyed pseudonym of the trimmed id; `None` for a blank one.
+pub fn pseudonym(key: &ParticipantKey, study_id: i64, external_id: &str) -> Option<String> {
+    let id = external_id.trim();
+    (!id.is_empty()).then(|| key.pseudonym(study_id, id))
+}
+
+/// A participant's withdrawal: what was deleted of their session.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Withdrawn {
+    pub stage: String,
+    pub deleted: db::sessions::Deleted,
+}
+
+/// Deletes the session of `external_id` in the study `slug` with everything keyed by it, whatever its
+/// stage; `None` if that id never took part. Runs in the caller's transaction.
+pub async fn withdraw(
+    conn: &mut PgConnection,
+    key: &ParticipantKey,
+    slug: &str,
+    external_id: &str,
+) -> Result<Option<Withdrawn>, AppError> {
+    let study = db::studies::by_slug(conn, slug)
+        .await?
+        .ok_or_else(|| AppError::NotFound(format!("no study named {slug}")))?;
+    let Some(hash) = pseudonym(key, study.id, external_id) else {
+        return Err(AppError::invalid(
+            "invalid_external_id",
+            "the external id is empty",
+        ));
+    };
+    let Some(session) = db::sessions::lock_by_external_id(conn, study.id, &hash).await? else {
+        return Ok(None);
+    };
+    let deleted = db::sessions::delete(conn, session.id).await?;
+    Ok(Some(Withdrawn {
+        stage: session.stage,
+        deleted,
+    }))
+}
+
 /// Flat string parameters only; PostgreSQL cannot store a NUL character in text or JSONB.
 fn check_params(params: &serde_json::Map<String, serde_json::Value>) -> Result<(), AppError> {
     let invalid = |message: String| Err(AppError::invalid("invalid_params", message));
@@ -188,9 +225,11 @@ fn check_params(params: &serde_json::Map<String, serde_json::Value>) -> Result<(
         }
         match value.as_str() {
             Some(v) if v.chars().count() <= MAX_PARAM_VALUE_LEN && !v.contains('\0') => {}
-            _ => return invalid(format!(
+            _ => {
+                return invalid(format!(
                 "param values are strings of at most {MAX_PARAM_VALUE_LEN} characters without NUL"
-            )),
+            ))
+            }
         }
     }
     Ok(())
