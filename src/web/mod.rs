@@ -5,6 +5,7 @@ pub mod api;
 pub mod assets;
 pub mod health;
 pub mod images;
+pub mod openapi;
 pub mod pages;
 pub mod participant;
 

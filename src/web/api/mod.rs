@@ -10,7 +10,11 @@ use crate::error::AppError;
 use crate::web::MAX_JSON_BYTES;
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.service(web::scope("/api/v1").configure(sessions::configure));
+    cfg.service(
+        web::scope("/api/v1")
+            .configure(sessions::configure)
+            .configure(crate::web::openapi::configure),
+    );
 }
 
 /// A JSON body that could not be read: too large (413) or malformed (400), as a JSON error.

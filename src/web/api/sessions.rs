@@ -2,11 +2,14 @@
 //! only after its transaction committed.
 
 use actix_web::{web, HttpRequest, HttpResponse};
-use serde::Deserialize;
-use serde_json::json;
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
 
 use crate::error::AppError;
-use crate::study::participation::{self, Answer, NewSession};
+use crate::study::participation::{
+    self, Answer, Completion, NewSession, Reply, SessionState, Started, TrialView,
+};
+use crate::web::openapi::ApiError;
 use crate::web::AppState;
 
 use super::limit::SessionLimiter;
@@ -24,7 +27,28 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .route("/sessions/{token}/finish", web::post().to(finish));
 }
 
-async fn create(
+/// Start a session, or resume the one of the same external id.
+#[utoipa::path(
+    post,
+    path = "/api/v1/studies/{slug}/sessions",
+    tag = "participants",
+    params(("slug" = String, Path, description = "The study's URL name")),
+    request_body(content = NewSession, description = "May be left out entirely for an anonymous participant"),
+    responses(
+        (status = 201, description = "A new session", body = Started),
+        (status = 200, description = "The existing session of this external id, resumed", body = Started),
+        (status = 400, description = "Malformed JSON or wrong types", body = ApiError),
+        (status = 404, description = "No such study", body = ApiError),
+        (status = 409, description = "The study is not active, or this external id already completed it", body = ApiError),
+        (status = 413, description = "Body over 64 KiB", body = ApiError),
+        (status = 422, description = "An external id or params out of bounds", body = ApiError),
+        (status = 429, description = "Too many sessions started from this address", body = ApiError,
+            headers(("Retry-After" = u64, description = "Seconds to wait"))),
+        (status = 503, description = "Database unavailable; retry", body = ApiError,
+            headers(("Retry-After" = u64, description = "Seconds to wait"))),
+    )
+)]
+pub(crate) async fn create(
     state: web::Data<AppState>,
     request: HttpRequest,
     slug: web::Path<String>,
@@ -48,7 +72,18 @@ async fn create(
     })
 }
 
-async fn show(
+/// The session's stage and progress.
+#[utoipa::path(
+    get,
+    path = "/api/v1/sessions/{token}",
+    tag = "participants",
+    params(("token" = String, Path, description = "The session token returned when the session started")),
+    responses(
+        (status = 200, description = "The session", body = SessionState),
+        (status = 404, description = "Unknown session", body = ApiError),
+    )
+)]
+pub(crate) async fn show(
     state: web::Data<AppState>,
     token: web::Path<String>,
 ) -> Result<HttpResponse, AppError> {
@@ -57,27 +92,62 @@ async fn show(
     Ok(HttpResponse::Ok().json(session))
 }
 
-async fn consent(
+/// Record consent (repeating it is harmless).
+#[utoipa::path(
+    post,
+    path = "/api/v1/sessions/{token}/consent",
+    tag = "participants",
+    params(("token" = String, Path, description = "The session token returned when the session started")),
+    responses(
+        (status = 200, description = "The stage the session is now at", body = StageReply),
+        (status = 404, description = "Unknown session", body = ApiError),
+    )
+)]
+pub(crate) async fn consent(
     state: web::Data<AppState>,
     token: web::Path<String>,
 ) -> Result<HttpResponse, AppError> {
     let mut tx = state.pool.begin().await?;
     let stage = participation::consent(&mut tx, &token).await?;
     tx.commit().await?;
-    Ok(HttpResponse::Ok().json(json!({ "stage": stage })))
+    Ok(HttpResponse::Ok().json(StageReply { stage }))
 }
 
-async fn instructions(
+/// End the instructions; the practice (if any) or the trials start.
+#[utoipa::path(
+    post,
+    path = "/api/v1/sessions/{token}/instructions",
+    tag = "participants",
+    params(("token" = String, Path, description = "The session token returned when the session started")),
+    responses(
+        (status = 200, description = "The stage the session is now at", body = StageReply),
+        (status = 404, description = "Unknown session", body = ApiError),
+        (status = 409, description = "Consent comes first", body = ApiError),
+    )
+)]
+pub(crate) async fn instructions(
     state: web::Data<AppState>,
     token: web::Path<String>,
 ) -> Result<HttpResponse, AppError> {
     let mut tx = state.pool.begin().await?;
     let stage = participation::finish_instructions(&mut tx, &token).await?;
     tx.commit().await?;
-    Ok(HttpResponse::Ok().json(json!({ "stage": stage })))
+    Ok(HttpResponse::Ok().json(StageReply { stage }))
 }
 
-async fn next_trial(
+/// The next trial to show. Nothing in it tells which query is the max one.
+#[utoipa::path(
+    get,
+    path = "/api/v1/sessions/{token}/trials/next",
+    tag = "participants",
+    params(("token" = String, Path, description = "The session token returned when the session started")),
+    responses(
+        (status = 200, description = "The trial", body = TrialView),
+        (status = 204, description = "No trial left in the current stage"),
+        (status = 404, description = "Unknown session", body = ApiError),
+    )
+)]
+pub(crate) async fn next_trial(
     state: web::Data<AppState>,
     token: web::Path<String>,
 ) -> Result<HttpResponse, AppError> {
@@ -90,7 +160,25 @@ async fn next_trial(
     })
 }
 
-async fn respond(
+/// Answer a trial. Idempotent on `response_id`; acknowledged only once stored.
+#[utoipa::path(
+    post,
+    path = "/api/v1/sessions/{token}/responses",
+    tag = "participants",
+    params(("token" = String, Path, description = "The session token returned when the session started")),
+    request_body = Answer,
+    responses(
+        (status = 200, description = "Stored (or stored before under this response id)", body = Reply),
+        (status = 400, description = "Malformed JSON or wrong types", body = ApiError),
+        (status = 404, description = "Unknown session", body = ApiError),
+        (status = 409, description = "Wrong stage, out of order, already answered, or the response id was used for another answer", body = ApiError),
+        (status = 413, description = "Body over 64 KiB", body = ApiError),
+        (status = 422, description = "A value out of range, or a position never assigned", body = ApiError),
+        (status = 503, description = "Database unavailable; retry", body = ApiError,
+            headers(("Retry-After" = u64, description = "Seconds to wait"))),
+    )
+)]
+pub(crate) async fn respond(
     state: web::Data<AppState>,
     token: web::Path<String>,
     answer: web::Json<Answer>,
@@ -101,13 +189,35 @@ async fn respond(
     Ok(HttpResponse::Ok().json(reply))
 }
 
-#[derive(Default, Deserialize)]
+#[derive(Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-struct FinishBody {
+pub(crate) struct FinishBody {
+    /// Comments for the researchers, at most 5000 characters
     feedback: Option<String>,
 }
 
-async fn finish(
+#[derive(Serialize, ToSchema)]
+pub(crate) struct StageReply {
+    /// consent, instructions, practice, trials, debrief or complete
+    stage: String,
+}
+
+/// End the session after the debrief; finishing again returns the same code.
+#[utoipa::path(
+    post,
+    path = "/api/v1/sessions/{token}/finish",
+    tag = "participants",
+    params(("token" = String, Path, description = "The session token returned when the session started")),
+    request_body(content = FinishBody, description = "May be left out"),
+    responses(
+        (status = 200, description = "The completion code", body = Completion),
+        (status = 400, description = "Malformed JSON or wrong types", body = ApiError),
+        (status = 404, description = "Unknown session", body = ApiError),
+        (status = 409, description = "Not at the debrief yet", body = ApiError),
+        (status = 422, description = "Feedback too long or with NUL characters", body = ApiError),
+    )
+)]
+pub(crate) async fn finish(
     state: web::Data<AppState>,
     token: web::Path<String>,
     body: Result<web::Bytes, actix_web::Error>,
