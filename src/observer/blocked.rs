@@ -3,8 +3,9 @@
 //! One trial's distances are 2 x 2R dot products of long feature vectors (alex at 224 px: 485k floats,
 //! 1.9 MB), so scoring trial by trial streams 20 feature vectors from memory per trial: 77 GB for 2,000
 //! trials, memory-bound. Here the feature dimension is cut into blocks small enough that one block of
-//! every image of the study fits in a core's L2 cache; within a block every trial's dot products are
-//! accumulated, so each image's features come from memory once and the trials read them from cache.
+//! every image of the study fits in a core's L2 cache; each block of every image is packed into one
+//! buffer and every trial's dot products over it are accumulated, so each image's features come from
+//! memory once and the trials read them from cache.
 //! Blocks are shared among threads, each accumulating its own partial sums (f32 within a block, f64
 //! across blocks); d(q, r) = |q|^2 + |r|^2 - 2 q.r as in `vision::distances`.
 
@@ -22,7 +23,7 @@ use crate::vision::LpipsFeatures;
 use super::Rule;
 
 /// Bytes of one block of every image: leaves room in a 2 MB L2 for the partial sums.
-const BLOCK_BYTES: usize = 768 * 1024;
+const BLOCK_BYTES: usize = 1024 * 1024;
 
 /// One trial's rows: indices into the image list of its max query, min query and references
 /// (max references first, then min references when the rule uses them).
@@ -121,37 +122,49 @@ pub fn trial_distances(
     let dots = (0..blocks)
         .into_par_iter()
         .fold(
-            || vec![0f64; total],
-            |mut acc, k| {
+            || (vec![0f64; total], Vec::<f32>::new(), Vec::<usize>::new()),
+            |(mut acc, mut packed, mut at), k| {
                 if stop.load(Ordering::Relaxed) || progress.cancelled() {
                     stop.store(true, Ordering::Relaxed);
-                    return acc;
+                    return (acc, packed, at);
                 }
                 let lo = k * block;
+                // This block of every image, packed contiguously: feature vectors are separate
+                // allocations whose equal offsets would compete for the same cache sets.
+                packed.clear();
+                at.clear();
+                for f in &images {
+                    at.push(packed.len());
+                    if lo < f.data.len() {
+                        packed.extend_from_slice(&f.data[lo..(lo + block).min(f.data.len())]);
+                    }
+                }
                 let mut partial = vec![0f32; 64];
+                let mut refs: Vec<&[f32]> = Vec::with_capacity(64);
                 for (p, &offset) in plan.iter().zip(&offsets) {
                     if lo >= p.dim {
                         continue;
                     }
-                    let hi = (lo + block).min(p.dim);
-                    let refs: Vec<&[f32]> =
-                        p.refs.iter().map(|&i| &images[i].data[lo..hi]).collect();
+                    let w = (lo + block).min(p.dim) - lo;
+                    refs.clear();
+                    refs.extend(p.refs.iter().map(|&i| &packed[at[i]..at[i] + w]));
                     partial.clear();
                     partial.resize(refs.len(), 0.0);
+                    let n = refs.len();
                     for (qi, &q) in p.queries.iter().enumerate() {
                         partial.iter_mut().for_each(|v| *v = 0.0);
-                        dots(&images[q].data[lo..hi], &refs, &mut partial);
-                        let out =
-                            &mut acc[offset + qi * refs.len()..offset + (qi + 1) * refs.len()];
+                        dots(&packed[at[q]..at[q] + w], &refs, &mut partial);
+                        let out = &mut acc[offset + qi * n..offset + (qi + 1) * n];
                         for (o, &v) in out.iter_mut().zip(&partial) {
                             *o += v as f64;
                         }
                     }
                 }
                 progress.advance(1);
-                acc
+                (acc, packed, at)
             },
         )
+        .map(|(acc, _, _)| acc)
         .reduce(
             || vec![0f64; total],
             |mut x, y| {
@@ -229,6 +242,10 @@ fn dots_portable(q: &[f32], refs: &[&[f32]], out: &mut [f32]) {
             .map(|(a, b)| a * b)
             .sum();
         for (a, b) in qc.zip(rc) {
+            let (a, b): (&[f32; LANES], &[f32; LANES]) = match (a.try_into(), b.try_into()) {
+                (Ok(a), Ok(b)) => (a, b),
+                _ => unreachable!("chunks_exact yields chunks of LANES"),
+            };
             for l in 0..LANES {
                 acc[l] += a[l] * b[l];
             }

@@ -33,10 +33,11 @@ use crate::db::judgments::{self, Judgment, TrialImages};
 use crate::jobs::progress::{check, Counters};
 use crate::jobs::Progress;
 use crate::stimuli::store::ImageStore;
+use crate::vision::lpips::FEATURE_BATCH;
 use crate::vision::{decode_image, Lpips, LpipsFeatures, LpipsNet};
 
-/// Images decoded and sent through the backbone together.
-const IMAGE_BATCH: usize = 32;
+/// Images between two progress reports and cancellation checks.
+const IMAGE_BATCH: usize = 64;
 /// Default memory for cached features (alex features of a 224 px image take 1.9 MB).
 pub const DEFAULT_CACHE_BYTES: usize = 4 << 30;
 
@@ -241,21 +242,14 @@ pub fn score_trials(
         progress.start_phase(&format!("image features{label}"), missing.len() as u64);
         for batch in missing.chunks(IMAGE_BATCH) {
             check(progress)?;
-            let images: Vec<RgbImage> = batch
-                .par_iter()
-                .map(|sha| load(sha))
+            // Backbone batches run side by side: one's serial steps (decoding, normalising features)
+            // overlap the others' parallel convolutions.
+            let computed: Vec<Vec<(&str, LpipsFeatures)>> = batch
+                .par_chunks(FEATURE_BATCH)
+                .map(|part| features_of(lpips, part, load))
                 .collect::<anyhow::Result<_>>()?;
-            // The backbone needs one size per pass; a study normally has one size for all images.
-            let mut order: Vec<usize> = (0..batch.len()).collect();
-            order.sort_by_key(|&i| images[i].dimensions());
-            for same in order.chunk_by(|&a, &b| images[a].dimensions() == images[b].dimensions()) {
-                let imgs: Vec<&RgbImage> = same.iter().map(|&i| &images[i]).collect();
-                let computed = lpips
-                    .features(&imgs)
-                    .with_context(|| format!("LPIPS features of image {}", batch[same[0]]))?;
-                for (&i, f) in same.iter().zip(computed) {
-                    features.insert(batch[i].to_string(), Arc::new(f));
-                }
+            for (sha, f) in computed.into_iter().flatten() {
+                features.insert(sha.to_string(), Arc::new(f));
             }
             passes += batch.len();
             progress.advance(batch.len() as u64);
@@ -279,6 +273,30 @@ pub fn score_trials(
         feature_time,
         distance_time,
     })
+}
+
+/// Decodes `shas` and computes their features, one backbone pass per image size.
+fn features_of<'a>(
+    lpips: &Lpips,
+    shas: &[&'a str],
+    load: &(dyn Fn(&str) -> anyhow::Result<RgbImage> + Sync),
+) -> anyhow::Result<Vec<(&'a str, LpipsFeatures)>> {
+    let images: Vec<RgbImage> = shas
+        .iter()
+        .map(|sha| load(sha))
+        .collect::<anyhow::Result<_>>()?;
+    // The backbone needs one size per pass; a study normally has one size for all images.
+    let mut order: Vec<usize> = (0..shas.len()).collect();
+    order.sort_by_key(|&i| images[i].dimensions());
+    let mut out = Vec::with_capacity(shas.len());
+    for same in order.chunk_by(|&a, &b| images[a].dimensions() == images[b].dimensions()) {
+        let imgs: Vec<&RgbImage> = same.iter().map(|&i| &images[i]).collect();
+        let computed = lpips
+            .features(&imgs)
+            .with_context(|| format!("LPIPS features of image {}", shas[same[0]]))?;
+        out.extend(same.iter().map(|&i| shas[i]).zip(computed));
+    }
+    Ok(out)
 }
 
 /// Reads and decodes an image of the store.
