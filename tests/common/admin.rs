@@ -136,6 +136,13 @@ impl AdminClient<'_> {
         self.post_raw(path, &all).await
     }
 
+    /// A request of any kind with the session cookie, to finish and send.
+    pub fn request(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
+        self.http
+            .request(method, self.app.url(path))
+            .header(COOKIE, &self.cookie)
+    }
+
     /// Posts exactly these fields.
     pub async fn post_raw(&self, path: &str, fields: &[(&str, &str)]) -> reqwest::Response {
         self.http

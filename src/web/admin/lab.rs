@@ -104,8 +104,9 @@ impl JobView {
     }
 }
 
-/// The build form's fields as typed, kept to show them again with an error.
-#[derive(Deserialize, Clone)]
+/// The build form's fields as typed, kept to show them again with an error. A field the browser
+/// leaves out (an unchecked box) is empty.
+#[derive(Deserialize, Clone, Default)]
 #[serde(default)]
 struct BuildForm {
     csrf: String,
@@ -126,8 +127,9 @@ struct BuildForm {
     seed: String,
 }
 
-impl Default for BuildForm {
-    fn default() -> Self {
+impl BuildForm {
+    /// What a new form shows.
+    fn initial() -> Self {
         BuildForm {
             csrf: String::new(),
             study: String::new(),
@@ -176,7 +178,7 @@ async fn show(state: web::Data<AppState>, admin: Admin, query: web::Query<Notice
         &state,
         &admin,
         StatusCode::OK,
-        BuildForm::default(),
+        BuildForm::initial(),
         None,
         notice,
     )
@@ -277,7 +279,7 @@ async fn add_folder(
             &state,
             &admin,
             StatusCode::UNPROCESSABLE_ENTITY,
-            BuildForm::default(),
+            BuildForm::initial(),
             Some(message),
             None,
         )
@@ -377,7 +379,7 @@ async fn upload_zip(state: web::Data<AppState>, admin: Admin, mut parts: Multipa
             &state,
             &admin,
             StatusCode::UNPROCESSABLE_ENTITY,
-            BuildForm::default(),
+            BuildForm::initial(),
             Some(message.to_string()),
             None,
         )
