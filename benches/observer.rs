@@ -38,10 +38,17 @@ fn main() -> anyhow::Result<()> {
     let dir = assets().join("images/imagenet-sample-224");
     let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)?
         .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.extension().is_some_and(|e| e == "JPEG" || e == "jpg" || e == "jpeg" || e == "png"))
+        .filter(|p| {
+            p.extension()
+                .is_some_and(|e| e == "JPEG" || e == "jpg" || e == "jpeg" || e == "png")
+        })
         .collect();
     files.sort();
-    anyhow::ensure!(files.len() >= 2 + 2 * REFERENCES, "too few images in {}", dir.display());
+    anyhow::ensure!(
+        files.len() >= 2 + 2 * REFERENCES,
+        "too few images in {}",
+        dir.display()
+    );
 
     // The study's images, stored as the server stores stimuli (re-encoded PNG, content-addressed).
     let began = Instant::now();
@@ -49,7 +56,11 @@ fn main() -> anyhow::Result<()> {
     let store = ImageStore::new(root.path().join("images"));
     let mut keys = Vec::with_capacity(files.len());
     for f in &files {
-        keys.push(store.put_stimulus(&std::fs::read(f)?, &f.display().to_string())?.sha256);
+        keys.push(
+            store
+                .put_stimulus(&std::fs::read(f)?, &f.display().to_string())?
+                .sha256,
+        );
     }
     let mut rng = ChaCha8Rng::seed_from_u64(5);
     let trials: Vec<TrialImages> = (0..trials_wanted)
