@@ -41,6 +41,7 @@ const POST_ROUTES: &[&str] = &[
     "/admin/lab/uploads",
     "/admin/lab/builds",
     "/admin/jobs/{id}/cancel",
+    "/admin/studies/{id}/observer",
 ];
 
 async fn study_status(app: &common::TestApp, id: i64) -> String {

@@ -384,6 +384,31 @@ async fn the_job_queue_runs_cancels_and_takes_over_builds() {
         .unwrap()
         .is_some());
 
+    // The observer scores the built study as a job: one judgment per main and catch trial.
+    let score = meilab::jobs::worker::submit_score(
+        &pool,
+        &meilab::jobs::worker::ScoreJob {
+            study_id,
+            rule: "max-set".into(),
+            net: LpipsNet::Alex,
+        },
+    )
+    .await
+    .unwrap();
+    assert!(worker.run_one().await.unwrap());
+    let job = db::jobs::get(&mut conn, score).await.unwrap().unwrap();
+    assert_eq!(job.status, "done", "{:?}", job.error);
+    let (judged, scorable): (i64, i64) = sqlx::query_as(
+        "SELECT (SELECT count(*) FROM judgments j JOIN trials t ON t.id = j.trial_id WHERE t.study_id = $1),
+                (SELECT count(*) FROM trials WHERE study_id = $1 AND kind IN ('main', 'catch'))",
+    )
+    .bind(study_id)
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    assert!(scorable > 0);
+    assert_eq!(judged, scorable);
+
     // A failing build records its error (the study name is now taken).
     let failing = meilab::jobs::worker::submit_build(&pool, &s).await.unwrap();
     assert!(worker.run_one().await.unwrap());

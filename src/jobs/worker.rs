@@ -125,6 +125,21 @@ impl Worker {
                 let summary = image_set::run_job(&self.pool, &self.store, &job, counters).await?;
                 Ok(serde_json::to_value(summary)?)
             }
+            "score" => {
+                let job: ScoreJob = serde_json::from_value(payload)?;
+                let mut options = crate::observer::ScoreOptions::new(&self.data_dir);
+                options.rule = job.rule.parse()?;
+                options.net = job.net;
+                let summary = crate::observer::score_study(
+                    &self.pool,
+                    &self.store,
+                    job.study_id,
+                    &options,
+                    counters,
+                )
+                .await?;
+                Ok(serde_json::to_value(summary)?)
+            }
             "weights" => {
                 let dir = self.data_dir.join("weights");
                 let fetched = tokio::task::spawn_blocking(move || {
@@ -173,6 +188,21 @@ pub async fn submit_build(pool: &PgPool, spec: &BuildSpec) -> anyhow::Result<i64
 pub async fn submit_images(pool: &PgPool, job: &ImagesJob) -> anyhow::Result<i64> {
     let mut conn = pool.acquire().await?;
     Ok(db::jobs::enqueue(&mut conn, "images", &serde_json::to_value(job)?).await?)
+}
+
+/// Scoring a study's trials with the in-silico observer, as a job.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct ScoreJob {
+    pub study_id: i64,
+    /// `max-set` or `contrast`.
+    pub rule: String,
+    pub net: crate::vision::LpipsNet,
+}
+
+/// Queues observer scoring; returns the job id.
+pub async fn submit_score(pool: &PgPool, job: &ScoreJob) -> anyhow::Result<i64> {
+    let mut conn = pool.acquire().await?;
+    Ok(db::jobs::enqueue(&mut conn, "score", &serde_json::to_value(job)?).await?)
 }
 
 /// Queues `weights fetch` into the data directory; returns the job id.

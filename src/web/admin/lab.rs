@@ -29,6 +29,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .route("/lab/image-sets", web::post().to(add_folder))
         .route("/lab/uploads", web::post().to(upload_zip))
         .route("/lab/builds", web::post().to(start_build))
+        .route("/studies/{id}/observer", web::post().to(run_observer))
         .route("/jobs.json", web::get().to(jobs_json))
         .route("/jobs/{id}/cancel", web::post().to(cancel));
 }
@@ -81,6 +82,17 @@ impl JobView {
                     result["skipped"].as_array().map_or(0, Vec::len)
                 ),
                 String::new(),
+            ),
+            ("score", "done") => (
+                format!(
+                    "{} trials scored, accuracy {:.3}",
+                    result["trials"],
+                    result["accuracy"].as_f64().unwrap_or(f64::NAN)
+                ),
+                j.payload["study_id"]
+                    .as_i64()
+                    .map(|id| format!("/admin/studies/{id}/results"))
+                    .unwrap_or_default(),
             ),
             ("weights", "done") => (
                 format!("{} weight sets", result.as_array().map_or(0, Vec::len)),
@@ -596,4 +608,53 @@ async fn cancel(
     let mut conn = state.pool.acquire().await?;
     db::jobs::cancel(&mut conn, *id).await?;
     Ok(see_other("/admin/lab"))
+}
+
+#[derive(Deserialize)]
+struct ObserverForm {
+    #[serde(default)]
+    csrf: String,
+    #[serde(default)]
+    rule: String,
+    #[serde(default)]
+    net: String,
+}
+
+/// Queues the observer on every trial of a study; the lab shows its progress.
+async fn run_observer(
+    state: web::Data<AppState>,
+    admin: Admin,
+    id: web::Path<i64>,
+    form: web::Form<ObserverForm>,
+) -> PageResult {
+    admin.require_admin()?;
+    admin.check_csrf(&form.csrf)?;
+    let mut conn = state.pool.acquire().await?;
+    let study = super::load_study(&mut conn, *id).await?;
+    let rule = match form.rule.as_str() {
+        "" => "max-set",
+        r @ ("max-set" | "contrast") => r,
+        other => {
+            return Err(AdminError::BadRequest(format!(
+                "unknown observer rule `{other}`"
+            )))
+        }
+    };
+    let net = match form.net.as_str() {
+        "" => LpipsNet::Alex,
+        n => LpipsNet::ALL
+            .into_iter()
+            .find(|x| x.name() == n)
+            .ok_or_else(|| AdminError::BadRequest(format!("unknown LPIPS net `{n}`")))?,
+    };
+    worker::submit_score(
+        &state.pool,
+        &worker::ScoreJob {
+            study_id: study.id,
+            rule: rule.to_string(),
+            net,
+        },
+    )
+    .await?;
+    Ok(see_other("/admin/lab?notice=queued"))
 }
