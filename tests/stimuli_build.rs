@@ -34,6 +34,27 @@ impl Progress for StopAfter {
     }
 }
 
+#[derive(sqlx::FromRow)]
+struct UnitRow {
+    id: i64,
+    tap: String,
+    basis: String,
+    unit_index: i32,
+    vector: Vec<f32>,
+    ii: Option<f64>,
+    explained_variance: Option<f64>,
+}
+
+#[derive(sqlx::FromRow)]
+struct TrialRow {
+    kind: String,
+    condition: String,
+    max_query: String,
+    min_query: String,
+    max_refs: Vec<String>,
+    min_refs: Vec<String>,
+}
+
 fn spec(set_id: i64, slug: &str) -> BuildSpec {
     BuildSpec {
         study_slug: slug.into(),
@@ -141,7 +162,7 @@ async fn a_build_makes_protocol_trials_from_real_units() {
     assert_eq!(summary.practice_trials, 2);
     assert_eq!(summary.catch_trials, 18);
 
-    let units: Vec<(i64, String, String, i32, Vec<f32>, Option<f64>, Option<f64>)> = sqlx::query_as(
+    let units: Vec<UnitRow> = sqlx::query_as(
         "SELECT id, tap, basis, unit_index, vector, ii, explained_variance FROM units ORDER BY id",
     )
     .fetch_all(&app.pool)
@@ -151,7 +172,16 @@ async fn a_build_makes_protocol_trials_from_real_units() {
         .fetch_one(&app.pool)
         .await
         .unwrap();
-    for (id, tap, basis, index, vector, ii, ev) in &units {
+    for UnitRow {
+        id,
+        tap,
+        basis,
+        unit_index: index,
+        vector,
+        ii,
+        explained_variance: ev,
+    } in &units
+    {
         let ii = ii.expect("every built unit has an II");
         assert!(
             ii.is_finite() && ii < 0.0,
@@ -201,13 +231,21 @@ async fn a_build_makes_protocol_trials_from_real_units() {
         assert!((projected as f32 - activation).abs() <= 1e-4 * activation.abs().max(1.0));
     }
 
-    let trials: Vec<(String, String, String, String, Vec<String>, Vec<String>)> = sqlx::query_as(
+    let trials: Vec<TrialRow> = sqlx::query_as(
         "SELECT kind, condition, max_query, min_query, max_refs, min_refs FROM trials",
     )
     .fetch_all(&app.pool)
     .await
     .unwrap();
-    for (kind, condition, max_q, min_q, max_refs, min_refs) in &trials {
+    for TrialRow {
+        kind,
+        condition,
+        max_query: max_q,
+        min_query: min_q,
+        max_refs,
+        min_refs,
+    } in &trials
+    {
         assert_eq!((max_refs.len(), min_refs.len()), (3, 3));
         let refs: HashSet<&String> = max_refs.iter().chain(min_refs).collect();
         for image in refs.iter().copied().chain([max_q, min_q]) {
