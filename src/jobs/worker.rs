@@ -77,9 +77,9 @@ impl Worker {
         let Some(job) = job else { return Ok(false) };
         tracing::info!(job = job.id, kind = %job.kind, "job started");
         let counters = Arc::new(Counters::default());
-        let flusher = tokio::spawn(flush(self.pool.clone(), job.id, counters.clone()));
+        let flusher = Flusher(tokio::spawn(flush(self.pool.clone(), job.id, counters.clone())));
         let outcome = self.execute(&job.kind, job.payload, &counters).await;
-        flusher.abort();
+        drop(flusher);
         let mut conn = self.pool.acquire().await?;
         let (phase, done, total) = snapshot(&counters);
         db::jobs::heartbeat(&mut conn, job.id, &phase, done, total).await?;
@@ -160,6 +160,16 @@ fn snapshot(c: &Counters) -> (String, i64, i64) {
         c.done.load(Ordering::Relaxed) as i64,
         c.total.load(Ordering::Relaxed) as i64,
     )
+}
+
+/// Stops the progress flusher however the job ends, including when its future is dropped at
+/// shutdown (the heartbeat then expires and another worker resumes the job).
+struct Flusher(tokio::task::JoinHandle<()>);
+
+impl Drop for Flusher {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }
 
 async fn flush(pool: PgPool, id: i64, counters: Arc<Counters>) {
