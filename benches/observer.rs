@@ -100,6 +100,10 @@ fn main() -> anyhow::Result<()> {
     let accuracy =
         scored.judgments.iter().map(|j| j.correct).sum::<f64>() / scored.judgments.len() as f64;
     println!(
+        "peak memory {:.0} MiB",
+        meilab::cli::bench::peak_rss_mib().unwrap_or(f64::NAN)
+    );
+    println!(
         "cold cache: {} trials in {wall:.2} s = {:.0} trials/s (features of {} distinct images {:.2} s = {:.0} img/s, decoding included; distances {:.2} s = {:.0} trials/s); random-trial accuracy {accuracy:.3}",
         scored.judgments.len(),
         scored.judgments.len() as f64 / wall,
