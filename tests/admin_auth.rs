@@ -37,6 +37,7 @@ const POST_ROUTES: &[&str] = &[
     "/admin/studies/{id}/clone",
     "/admin/studies/{id}/stimuli",
     "/admin/lab/weights",
+    "/admin/lab/weights/import",
     "/admin/lab/image-sets",
     "/admin/lab/uploads",
     "/admin/lab/builds",

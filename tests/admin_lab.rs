@@ -264,3 +264,63 @@ async fn a_zip_upload_becomes_an_image_set() {
         "the upload is removed once registered"
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn weights_are_imported_from_the_lab_with_their_names_checked() {
+    let app = spawn_app().await;
+    app.create_account("owner", Role::Admin).await;
+    let owner = app.login("owner").await;
+    let legacy = vision_common::assets().join("weights/lpips_v0.1_alex_lin.legacy.pth");
+    if !legacy.is_file() {
+        eprintln!(
+            "SKIPPED PART: {} absent (the legacy .pth ships only with ../shared)",
+            legacy.display()
+        );
+        return;
+    }
+    let response = owner
+        .post(
+            "/admin/lab/weights/import",
+            &[
+                ("file", legacy.to_str().unwrap()),
+                ("name", "lpips_v0.1_alex_lin"),
+            ],
+        )
+        .await;
+    assert_eq!(response.status(), 200);
+    assert!(response
+        .text()
+        .await
+        .unwrap()
+        .contains("Imported 5 tensors as lpips_v0.1_alex_lin"));
+    let written = app
+        .store
+        .root()
+        .parent()
+        .unwrap()
+        .join("weights/lpips_v0.1_alex_lin.safetensors");
+    assert!(written.is_file());
+    // The same file is not a VGG lin set: refused, naming what is wrong.
+    let wrong = owner
+        .post(
+            "/admin/lab/weights/import",
+            &[
+                ("file", legacy.to_str().unwrap()),
+                ("name", "lpips_v0.1_vgg_lin"),
+            ],
+        )
+        .await;
+    assert_eq!(wrong.status(), 422);
+    assert!(wrong
+        .text()
+        .await
+        .unwrap()
+        .contains("could not be imported"));
+    assert!(!app
+        .store
+        .root()
+        .parent()
+        .unwrap()
+        .join("weights/lpips_v0.1_vgg_lin.safetensors")
+        .exists());
+}

@@ -2,12 +2,10 @@
 
 use std::path::{Path, PathBuf};
 
-use anyhow::{bail, Context};
+use anyhow::Context;
 
 use crate::vision::fetch;
-use crate::vision::weights::{
-    candidates, file_sha256, read_weights, verify_known, write_safetensors, WeightSet,
-};
+use crate::vision::weights::{candidates, file_sha256, WeightSet};
 
 #[derive(clap::Args, Debug)]
 pub struct WeightsArgs {
@@ -43,29 +41,19 @@ pub fn run(args: WeightsArgs, data_dir: &Path) -> anyhow::Result<()> {
     let dir = data_dir.join("weights");
     match args.command {
         WeightsCommand::Import { file, name, sha256 } => {
-            let set = WeightSet::parse(&name)?;
-            let digest = file_sha256(&file)?;
-            if let Some(want) = sha256 {
-                if !want.eq_ignore_ascii_case(&digest) {
-                    bail!("{}: SHA-256 is {digest}, expected {want}", file.display());
-                }
-            }
-            let tensors = set.canonical(&read_weights(&file)?, &file)?;
-            let known = verify_known(set, &tensors, &file)?;
-            let out = dir.join(format!("{}.safetensors", set.name()));
-            let source = format!("{} sha256:{digest}", file.display());
-            write_safetensors(&out, &tensors, &[("source", &source)])?;
+            let imported =
+                crate::vision::weights::import(&file, &name, data_dir, sha256.as_deref())?;
             println!(
                 "imported {} ({} tensors{}) -> {} sha256:{}",
                 file.display(),
-                tensors.len(),
-                if known > 0 {
-                    format!(", {known} verified against known hashes")
+                imported.tensors,
+                if imported.verified > 0 {
+                    format!(", {} verified against known hashes", imported.verified)
                 } else {
                     String::new()
                 },
-                out.display(),
-                file_sha256(&out)?
+                imported.path.display(),
+                file_sha256(&imported.path)?
             );
         }
         WeightsCommand::List => {

@@ -442,3 +442,48 @@ mod tests {
         }
     }
 }
+
+/// What `import` wrote.
+#[derive(Debug)]
+pub struct Imported {
+    pub set: WeightSet,
+    pub path: PathBuf,
+    pub tensors: usize,
+    /// Tensors checked against the known per-tensor hashes.
+    pub verified: usize,
+    pub source_sha256: String,
+}
+
+/// Imports a weight file (any supported format) as the named set into `<data_dir>/weights`,
+/// checking names, shapes, an expected file hash if given, and the known tensor hashes.
+pub fn import(
+    file: &Path,
+    name: &str,
+    data_dir: &Path,
+    expected_sha256: Option<&str>,
+) -> Result<Imported> {
+    let set = WeightSet::parse(name)?;
+    let digest = file_sha256(file)?;
+    if let Some(want) = expected_sha256 {
+        if !want.eq_ignore_ascii_case(&digest) {
+            return Err(VisionError::Input(format!(
+                "{}: SHA-256 is {digest}, expected {want}",
+                file.display()
+            )));
+        }
+    }
+    let tensors = set.canonical(&read_weights(file)?, file)?;
+    let verified = verify_known(set, &tensors, file)?;
+    let out = data_dir
+        .join("weights")
+        .join(format!("{}.safetensors", set.name()));
+    let source = format!("{} sha256:{digest}", file.display());
+    write_safetensors(&out, &tensors, &[("source", &source)])?;
+    Ok(Imported {
+        set,
+        path: out,
+        tensors: tensors.len(),
+        verified,
+        source_sha256: digest,
+    })
+}

@@ -26,6 +26,7 @@ const MAX_UPLOAD_BYTES: usize = 2 << 30;
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.route("/lab", web::get().to(show))
         .route("/lab/weights", web::post().to(fetch_weights))
+        .route("/lab/weights/import", web::post().to(import_weights))
         .route("/lab/image-sets", web::post().to(add_folder))
         .route("/lab/uploads", web::post().to(upload_zip))
         .route("/lab/builds", web::post().to(start_build))
@@ -265,6 +266,62 @@ async fn fetch_weights(
     admin.check_csrf(&form.csrf)?;
     worker::submit_weights(&state.pool).await?;
     Ok(see_other("/admin/lab?notice=queued"))
+}
+
+#[derive(Deserialize)]
+struct ImportForm {
+    #[serde(default)]
+    csrf: String,
+    #[serde(default)]
+    file: String,
+    #[serde(default)]
+    name: String,
+}
+
+/// Imports a weight file already on the server (any supported format), checked against its set.
+async fn import_weights(
+    state: web::Data<AppState>,
+    admin: Admin,
+    form: web::Form<ImportForm>,
+) -> PageResult {
+    admin.require_admin()?;
+    admin.check_csrf(&form.csrf)?;
+    let file = PathBuf::from(form.file.trim());
+    let (name, data_dir) = (form.name.clone(), state.data_dir());
+    let outcome =
+        tokio::task::spawn_blocking(move || vision::weights::import(&file, &name, &data_dir, None))
+            .await
+            .map_err(anyhow::Error::from)?;
+    match outcome {
+        Ok(imported) => {
+            let notice = format!(
+                "Imported {} tensors as {}.",
+                imported.tensors,
+                imported.set.name()
+            );
+            render(
+                &state,
+                &admin,
+                StatusCode::OK,
+                BuildForm::initial(),
+                None,
+                Some(notice),
+            )
+            .await
+        }
+        Err(error) => {
+            let message = format!("The weights could not be imported: {error}");
+            render(
+                &state,
+                &admin,
+                StatusCode::UNPROCESSABLE_ENTITY,
+                BuildForm::initial(),
+                Some(message),
+                None,
+            )
+            .await
+        }
+    }
 }
 
 #[derive(Deserialize)]
