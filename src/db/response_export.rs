@@ -20,6 +20,9 @@ pub struct ResponseRow {
     pub max_first: bool,
     pub trial_id: i64,
     pub kind: String,
+    /// The trial's query images (SHA-256 keys of the image store).
+    pub max_query: String,
+    pub min_query: String,
     pub condition: String,
     pub batch: i32,
     pub model: String,
@@ -57,8 +60,8 @@ pub fn rows<'a>(
                                OR NOT coalesce((c->>'passed')::boolean, false)), '')
                       AS "exclusion_reasons!",
                   s.stage AS session_stage, r.position, a.attempt, a.max_first, t.id AS trial_id,
-                  t.kind, t.condition, t.batch, u.model, u.tap, u.basis, u.unit_index, r.chosen,
-                  r.correct, r.confidence, r.rt_ms, r.client_at, r.server_at, r.response_id,
+                  t.kind, t.max_query, t.min_query, t.condition, t.batch, u.model, u.tap, u.basis,
+                  u.unit_index, r.chosen, r.correct, r.confidence, r.rt_ms, r.client_at, r.server_at, r.response_id,
                   ARRAY(SELECT j.score FROM unnest($2::text[]) WITH ORDINALITY AS o (name, i)
                         LEFT JOIN judgments j ON j.trial_id = t.id AND j.observer = o.name
                         ORDER BY o.i) AS "scores!: Vec<Option<f64>>",

@@ -9,7 +9,7 @@ use super::{cell, number, take, writer};
 use crate::db::response_export::ResponseRow;
 
 /// The columns before the observers' (three per observer: `score:NAME`, `choice:NAME`, `correct:NAME`).
-pub const HEADER: [&str; 27] = [
+pub const HEADER: [&str; 29] = [
     "session",
     "participant",
     "study",
@@ -37,6 +37,8 @@ pub const HEADER: [&str; 27] = [
     "server_at",
     "response_id",
     "valid",
+    "max_query",
+    "min_query",
 ];
 
 /// A stable pseudonym for a session: it names no participant and cannot be turned back into the
@@ -112,6 +114,8 @@ impl ResponsesCsv {
             time(&row.server_at),
             row.response_id.to_string(),
             valid.to_string(),
+            row.max_query.clone(),
+            row.min_query.clone(),
         ];
         for i in 0..self.observers.len() {
             cells.push(number(row.scores.get(i).copied().flatten()));
@@ -151,6 +155,8 @@ mod tests {
             max_first: false,
             trial_id: 42,
             kind: "main".into(),
+            max_query: "a".repeat(64),
+            min_query: "b".repeat(64),
             condition: "=cmd|' /C calc'!A0".into(),
             batch: 1,
             model: "alexnet".into(),
