@@ -521,3 +521,151 @@ pub async fn delete(conn: &mut PgConnection, session_id: i64) -> sqlx::Result<De
         responses,
     })
 }
+
+/// [`answer_context`] by token, without a lock, with the session's id; `None` for an unknown token.
+pub async fn answer_context_by_token(
+    conn: &mut PgConnection,
+    token: &str,
+    position: i32,
+    response_id: uuid::Uuid,
+) -> sqlx::Result<Option<(i64, AnswerContext)>> {
+    let row = sqlx::query!(
+        r#"SELECT s.id, s.stage, s.main_total, s.practice_attempts, s.study_id, st.config,
+             (SELECT a.max_first FROM assignments a WHERE a.session_id = s.id AND a.position = $2) AS max_first,
+             EXISTS (SELECT 1 FROM responses r WHERE r.session_id = s.id AND r.position = $2) AS "answered!",
+             b.assigned AS "assigned!", b.answered AS "block_answered!", b.correct AS "correct!",
+             b.expected, b.following,
+             x.session_id AS "stored_session?", x.position AS "stored_position?", x.chosen AS "stored_chosen?",
+             x.confidence AS "stored_confidence?", x.reply AS "stored_reply?"
+           FROM sessions s
+           JOIN studies st ON st.id = s.study_id
+           CROSS JOIN LATERAL (
+             SELECT count(*) AS assigned, count(r.response_id) AS answered,
+                    count(*) FILTER (WHERE r.correct) AS correct,
+                    min(a.position) FILTER (WHERE r.response_id IS NULL) AS expected,
+                    min(a.position) FILTER (WHERE r.response_id IS NULL AND a.position > $2) AS following
+             FROM assignments a
+             LEFT JOIN responses r ON r.session_id = a.session_id AND r.position = a.position
+             WHERE a.session_id = s.id AND CASE s.stage
+               WHEN 'practice' THEN a.position >= s.main_total AND a.attempt = s.practice_attempts
+               WHEN 'trials' THEN a.position < s.main_total AND a.attempt = 0
+               ELSE false END
+           ) b
+           LEFT JOIN responses x ON x.response_id = $3
+           WHERE s.token = $1"#,
+        token,
+        position,
+        response_id
+    )
+    .fetch_optional(conn)
+    .await?;
+    Ok(row.map(|row| {
+        let stored = match (
+            row.stored_session,
+            row.stored_position,
+            row.stored_chosen,
+            row.stored_confidence,
+            row.stored_reply,
+        ) {
+            (Some(session), Some(position), Some(chosen), Some(confidence), Some(reply)) => {
+                Some((session, position, chosen, confidence, reply))
+            }
+            _ => None,
+        };
+        (
+            row.id,
+            AnswerContext {
+                stage: row.stage,
+                main_total: row.main_total,
+                practice_attempts: row.practice_attempts,
+                study_id: row.study_id,
+                config: row.config,
+                max_first: row.max_first,
+                answered: row.answered,
+                block_assigned: row.assigned,
+                block_answered: row.block_answered,
+                block_correct: row.correct,
+                expected: row.expected,
+                following: row.following,
+                stored,
+            },
+        )
+    }))
+}
+
+/// Serialises session starts of a study, so each schedule sees the assignments before it. `NO KEY`:
+/// the foreign-key checks of other sessions' updates (which share-lock the study row) do not wait for it.
+pub async fn lock_schedule(conn: &mut PgConnection, study_id: i64) -> sqlx::Result<()> {
+    sqlx::query_scalar!(
+        "SELECT id FROM studies WHERE id = $1 FOR NO KEY UPDATE",
+        study_id
+    )
+    .fetch_one(conn)
+    .await
+    .map(|_| ())
+}
+
+/// The main and catch trials of a study with how many sessions that were not excluded had each, in one
+/// read: the assignments are counted by trial, less those of the (few) excluded sessions, so no session
+/// row is visited per assignment.
+pub async fn schedule_loads(
+    conn: &mut PgConnection,
+    study_id: i64,
+) -> sqlx::Result<(
+    Vec<crate::study::schedule::TrialLoad>,
+    Vec<crate::study::schedule::TrialLoad>,
+)> {
+    let rows = sqlx::query!(
+        r#"SELECT t.id, t.unit_id, t.kind,
+             coalesce((SELECT count(*) FROM assignments a
+                       WHERE a.trial_id = t.id
+                         AND a.session_id NOT IN (SELECT s.id FROM sessions s
+                                                  WHERE s.study_id = $1 AND s.excluded)), 0) AS "served!"
+           FROM trials t
+           WHERE t.study_id = $1 AND t.kind IN ('main', 'catch')
+           ORDER BY t.id"#,
+        study_id
+    )
+    .fetch_all(conn)
+    .await?;
+    let (mut main, mut catch) = (Vec::new(), Vec::new());
+    for r in rows {
+        let load = crate::study::schedule::TrialLoad {
+            trial_id: r.id,
+            unit_id: r.unit_id,
+            served: r.served,
+        };
+        if r.kind == "main" {
+            main.push(load);
+        } else {
+            catch.push(load);
+        }
+    }
+    Ok((main, catch))
+}
+
+/// Assigns the main block (positions from 0) and records its size, in one statement.
+pub async fn assign_main(
+    conn: &mut PgConnection,
+    session_id: i64,
+    slots: &[Slot],
+) -> sqlx::Result<()> {
+    let positions: Vec<i32> = (0..slots.len() as i32).collect();
+    let trials: Vec<i64> = slots.iter().map(|s| s.trial_id).collect();
+    let max_first: Vec<bool> = slots.iter().map(|s| s.max_first).collect();
+    sqlx::query!(
+        "WITH assigned AS (
+           INSERT INTO assignments (session_id, position, trial_id, attempt, max_first)
+           SELECT $1, p, t, 0, m FROM UNNEST($2::int[], $3::bigint[], $4::bool[]) AS u(p, t, m)
+           RETURNING 1
+         )
+         UPDATE sessions SET main_total = (SELECT count(*) FROM assigned) WHERE id = $1",
+        session_id,
+        &positions,
+        &trials,
+        &max_first
+    )
+    .execute(conn)
+    .await
+    .map(|_| ())
+}

@@ -1,6 +1,7 @@
 //! A participant's path through a session: consent -> instructions -> practice -> trials -> debrief ->
-//! complete. Every function runs inside the caller's transaction; the session row is locked while an
-//! answer is taken, so retries and concurrent requests of one participant are handled one at a time.
+//! complete. Every function but `respond` runs inside the caller's transaction, with the session row
+//! locked where it changes the session, so a participant's retries and concurrent requests are handled
+//! one at a time; `respond` commits its own work.
 
 use chrono::{DateTime, Utc};
 use rand::Rng;
@@ -137,7 +138,6 @@ pub async fn start(
         }
     }
     let source = new.source.unwrap_or(Source::Link);
-    db::studies::lock(conn, study.id).await?;
     let token = hex::encode(rand::rng().random::<[u8; 32]>());
     let params = serde_json::Value::Object(new.params);
     let Some(session_id) = db::sessions::insert(
@@ -156,14 +156,15 @@ pub async fn start(
         return resume(existing.ok_or_else(|| AppError::NotFound("session vanished".into()))?);
     };
 
-    let main = db::trials::loads(conn, study.id, TrialKind::Main).await?;
+    // Only the schedule takes turns: from the counts it reads to the assignments it writes.
+    db::sessions::lock_schedule(conn, study.id).await?;
+    let (main, catch) = db::sessions::schedule_loads(conn, study.id).await?;
     if main.is_empty() {
         return Err(AppError::conflict(
             "no_trials",
             "this study has no trials yet",
         ));
     }
-    let catch = db::trials::loads(conn, study.id, TrialKind::Catch).await?;
     let config = &study.config;
     let slots = session_schedule(
         &main,
@@ -172,8 +173,7 @@ pub async fn start(
         config.catch_per_session as usize,
         &mut schedule::rng_for(config.seed, session_id, 0),
     );
-    db::sessions::assign(conn, session_id, 0, 0, &slots).await?;
-    db::sessions::set_main_total(conn, session_id, slots.len() as i32).await?;
+    db::sessions::assign_main(conn, session_id, &slots).await?;
     Ok((
         Started {
             token,
@@ -403,20 +403,70 @@ pub async fn next_trial(
     }))
 }
 
-/// Takes one answer: checks it against the session in a single read, stores it with its reply, and moves
-/// the session on when the answer ends a practice round or the main block.
+/// Takes one answer and stores it with its reply; acknowledged only once committed. The common answer
+/// (a new one that does not end its block) is checked in one unlocked read and stored by one autocommitted
+/// insert: the unique keys on the response id and on (session, position) settle any race, which then
+/// goes the locked way. Retried answers get their stored reply.
 pub async fn respond(
     conn: &mut PgConnection,
     token: &str,
     answer: Answer,
 ) -> Result<Reply, AppError> {
     check_answer(&answer)?;
-    let session_id = db::sessions::lock(conn, token)
-        .await?
-        .ok_or_else(|| AppError::NotFound("unknown session".into()))?;
-    let ctx =
-        db::sessions::answer_context(conn, session_id, answer.position, answer.response_id).await?;
+    let (session_id, ctx) =
+        db::sessions::answer_context_by_token(conn, token, answer.position, answer.response_id)
+            .await?
+            .ok_or_else(|| AppError::NotFound("unknown session".into()))?;
+    let ends_block = ctx.block_answered + 1 == ctx.block_assigned;
+    let stage = ctx.stage.clone();
+    let following = ctx.following;
+    match verdict(ctx, session_id, &answer)? {
+        Verdict::Replay(reply) => return Ok(reply),
+        Verdict::New {
+            correct,
+            config,
+            in_practice,
+        } if !ends_block => {
+            let reply = Reply {
+                correct: (in_practice || config.feedback).then_some(correct),
+                next_position: following,
+                stage,
+                practice_round: None,
+            };
+            match store(conn, session_id, &answer, correct, &reply_json(&reply)?).await {
+                Ok(()) => return Ok(reply),
+                Err(e) if is_unique_violation(&e) => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Verdict::New { .. } => {}
+    }
+    let mut tx = sqlx::Connection::begin(&mut *conn).await?;
+    let reply = respond_locked(&mut tx, token, answer).await?;
+    tx.commit().await?;
+    Ok(reply)
+}
 
+fn is_unique_violation(error: &sqlx::Error) -> bool {
+    matches!(error, sqlx::Error::Database(db) if db.is_unique_violation())
+}
+
+enum Verdict {
+    /// Stored before under the same response id: its reply.
+    Replay(Reply),
+    New {
+        correct: bool,
+        config: StudyConfig,
+        in_practice: bool,
+    },
+}
+
+/// Checks an answer against its session: a replay of a stored one, a new one, or an error.
+fn verdict(
+    ctx: db::sessions::AnswerContext,
+    session_id: i64,
+    answer: &Answer,
+) -> Result<Verdict, AppError> {
     if let Some((stored_session, position, chosen, confidence, reply)) = ctx.stored {
         let same = stored_session == session_id
             && position == answer.position
@@ -428,7 +478,9 @@ pub async fn respond(
                 "this response id was already used for a different answer",
             ));
         }
-        return serde_json::from_value(reply).map_err(|e| AppError::Internal(e.into()));
+        return serde_json::from_value(reply)
+            .map(Verdict::Replay)
+            .map_err(|e| AppError::Internal(e.into()));
     }
     let in_practice = ctx.stage == stage::PRACTICE;
     if !in_practice && ctx.stage != stage::TRIALS {
@@ -458,48 +510,24 @@ pub async fn respond(
             "answer the trials in order: this is not the current trial",
         ));
     }
-    let config = config_of(ctx.config)?;
-    let correct = (answer.chosen == 0) == max_first;
+    Ok(Verdict::New {
+        correct: (answer.chosen == 0) == max_first,
+        config: config_of(ctx.config)?,
+        in_practice,
+    })
+}
 
-    let mut next_stage = ctx.stage.clone();
-    let mut next_position = ctx.following;
-    let mut practice_round = None;
-    if ctx.block_answered + 1 == ctx.block_assigned {
-        if in_practice {
-            let all_correct = ctx.block_correct + i64::from(correct) == ctx.block_assigned;
-            let attempt = ctx.practice_attempts;
-            practice_round = Some(PracticeRound {
-                attempt,
-                all_correct,
-            });
-            if all_correct || i64::from(attempt) >= config.practice.max_attempts {
-                next_stage = stage::TRIALS.into();
-                next_position =
-                    db::sessions::next_unanswered(conn, session_id, 0, ctx.main_total, 0)
-                        .await?
-                        .map(|t| t.position);
-            } else {
-                let practice = db::trials::ids(conn, ctx.study_id, TrialKind::Practice).await?;
-                next_position = Some(
-                    start_practice_round(conn, session_id, ctx.main_total, &config, &practice)
-                        .await?,
-                );
-            }
-        } else {
-            next_stage = stage::DEBRIEF.into();
-            next_position = None;
-        }
-        if next_stage != ctx.stage {
-            db::sessions::advance(conn, session_id, &next_stage).await?;
-        }
-    }
-    let reply = Reply {
-        correct: (in_practice || config.feedback).then_some(correct),
-        next_position,
-        stage: next_stage,
-        practice_round,
-    };
-    let json = serde_json::to_value(&reply).map_err(|e| AppError::Internal(e.into()))?;
+fn reply_json(reply: &Reply) -> Result<serde_json::Value, AppError> {
+    serde_json::to_value(reply).map_err(|e| AppError::Internal(e.into()))
+}
+
+async fn store(
+    conn: &mut PgConnection,
+    session_id: i64,
+    answer: &Answer,
+    correct: bool,
+    reply: &serde_json::Value,
+) -> sqlx::Result<()> {
     let response = db::responses::NewResponse {
         response_id: answer.response_id,
         session_id,
@@ -510,7 +538,72 @@ pub async fn respond(
         rt_ms: answer.rt_ms as i32,
         client_at: answer.client_ts,
     };
-    db::responses::insert(conn, &response, &json).await?;
+    db::responses::insert(conn, &response, reply).await
+}
+
+/// The answer with the session locked, in the caller's transaction: moves the session on when the
+/// answer ends a practice round or the main block.
+async fn respond_locked(
+    conn: &mut PgConnection,
+    token: &str,
+    answer: Answer,
+) -> Result<Reply, AppError> {
+    let session_id = db::sessions::lock(conn, token)
+        .await?
+        .ok_or_else(|| AppError::NotFound("unknown session".into()))?;
+    let ctx =
+        db::sessions::answer_context(conn, session_id, answer.position, answer.response_id).await?;
+    let (stage_now, following) = (ctx.stage.clone(), ctx.following);
+    let (block_answered, block_assigned, block_correct) =
+        (ctx.block_answered, ctx.block_assigned, ctx.block_correct);
+    let (practice_attempts, main_total, study_id) =
+        (ctx.practice_attempts, ctx.main_total, ctx.study_id);
+    let (correct, config, in_practice) = match verdict(ctx, session_id, &answer)? {
+        Verdict::Replay(reply) => return Ok(reply),
+        Verdict::New {
+            correct,
+            config,
+            in_practice,
+        } => (correct, config, in_practice),
+    };
+
+    let mut next_stage = stage_now.clone();
+    let mut next_position = following;
+    let mut practice_round = None;
+    if block_answered + 1 == block_assigned {
+        if in_practice {
+            let all_correct = block_correct + i64::from(correct) == block_assigned;
+            let attempt = practice_attempts;
+            practice_round = Some(PracticeRound {
+                attempt,
+                all_correct,
+            });
+            if all_correct || i64::from(attempt) >= config.practice.max_attempts {
+                next_stage = stage::TRIALS.into();
+                next_position = db::sessions::next_unanswered(conn, session_id, 0, main_total, 0)
+                    .await?
+                    .map(|t| t.position);
+            } else {
+                let practice = db::trials::ids(conn, study_id, TrialKind::Practice).await?;
+                next_position = Some(
+                    start_practice_round(conn, session_id, main_total, &config, &practice).await?,
+                );
+            }
+        } else {
+            next_stage = stage::DEBRIEF.into();
+            next_position = None;
+        }
+        if next_stage != stage_now {
+            db::sessions::advance(conn, session_id, &next_stage).await?;
+        }
+    }
+    let reply = Reply {
+        correct: (in_practice || config.feedback).then_some(correct),
+        next_position,
+        stage: next_stage,
+        practice_round,
+    };
+    store(conn, session_id, &answer, correct, &reply_json(&reply)?).await?;
     Ok(reply)
 }
 

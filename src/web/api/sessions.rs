@@ -62,6 +62,9 @@ pub(crate) async fn create(
         limiter.check(peer.ip())?;
     }
     let new: NewSession = optional_json(&body.map_err(super::payload_error)?)?;
+    // Starts of one study take turns in the database (the schedule lock); taking turns here first keeps
+    // the waiting requests off the connection pool, which answers need.
+    let _turn = STARTS[stripe(&slug)].lock().await;
     let mut tx = state.pool.begin().await?;
     let (started, created) = participation::start(&mut tx, &state.key, &slug, new).await?;
     tx.commit().await?;
@@ -183,9 +186,9 @@ pub(crate) async fn respond(
     token: web::Path<String>,
     answer: web::Json<Answer>,
 ) -> Result<HttpResponse, AppError> {
-    let mut tx = state.pool.begin().await?;
-    let reply = participation::respond(&mut tx, &token, answer.into_inner()).await?;
-    tx.commit().await?;
+    // `respond` commits before it returns: a reply is sent only for a stored answer.
+    let mut conn = state.pool.acquire().await?;
+    let reply = participation::respond(&mut conn, &token, answer.into_inner()).await?;
     Ok(HttpResponse::Ok().json(reply))
 }
 
@@ -227,6 +230,16 @@ pub(crate) async fn finish(
     let completion = participation::finish(&mut tx, &token, body.feedback).await?;
     tx.commit().await?;
     Ok(HttpResponse::Ok().json(completion))
+}
+
+/// Striped by study name, so the set of locks stays fixed whatever names are asked for.
+static STARTS: [tokio::sync::Mutex<()>; 16] = [const { tokio::sync::Mutex::const_new(()) }; 16];
+
+fn stripe(slug: &str) -> usize {
+    use std::hash::{Hash, Hasher};
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    slug.hash(&mut hasher);
+    (hasher.finish() % STARTS.len() as u64) as usize
 }
 
 /// A JSON body that may be left out entirely.
