@@ -77,7 +77,11 @@ impl Worker {
         let Some(job) = job else { return Ok(false) };
         tracing::info!(job = job.id, kind = %job.kind, "job started");
         let counters = Arc::new(Counters::default());
-        let flusher = Flusher(tokio::spawn(flush(self.pool.clone(), job.id, counters.clone())));
+        let flusher = Flusher(tokio::spawn(flush(
+            self.pool.clone(),
+            job.id,
+            counters.clone(),
+        )));
         let outcome = self.execute(&job.kind, job.payload, &counters).await;
         drop(flusher);
         let mut conn = self.pool.acquire().await?;
