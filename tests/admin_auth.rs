@@ -231,6 +231,12 @@ async fn ten_wrong_passwords_in_a_row_are_rate_limited() {
         .contains("Too many failed attempts"));
     // Failures are kept in PostgreSQL, where every web process counts them.
     assert!(app.count("SELECT count(*) FROM login_failures").await >= 5);
+    assert_eq!(
+        app.count("SELECT count(*) FROM login_failures WHERE ip !~ '^[0-9a-f]{64}$'")
+            .await,
+        0,
+        "client addresses are kept only as keyed hashes"
+    );
 }
 
 #[tokio::test]

@@ -24,6 +24,17 @@ impl ParticipantKey {
         mac.update(external_id.as_bytes());
         hex::encode(mac.finalize().into_bytes())
     }
+
+    /// A keyed hash of `value` for another purpose than participants (e.g. counting failed logins
+    /// per client address without keeping addresses).
+    pub fn tag(&self, purpose: &str, value: &str) -> String {
+        let mut mac = <Hmac<Sha256> as hmac::digest::KeyInit>::new_from_slice(&self.0)
+            .unwrap_or_else(|_| unreachable!("HMAC takes keys of any length"));
+        mac.update(purpose.as_bytes());
+        mac.update(&[0]);
+        mac.update(value.as_bytes());
+        hex::encode(mac.finalize().into_bytes())
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]

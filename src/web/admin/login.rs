@@ -123,10 +123,14 @@ async fn login(
         .chars()
         .take(MAX_USERNAME_LEN)
         .collect();
-    let ip = request
-        .peer_addr()
-        .map(|a| a.ip().to_string())
-        .unwrap_or_else(|| "unknown".into());
+    // Failed logins are counted per client under a keyed hash of its address: no address is stored.
+    let ip = state.key.tag(
+        "admin-login",
+        &request
+            .peer_addr()
+            .map(|a| a.ip().to_string())
+            .unwrap_or_else(|| "unknown".into()),
+    );
     let fail = |status, message| {
         render(
             &request,
@@ -141,7 +145,7 @@ async fn login(
     let mut conn = state.pool.acquire().await?;
     let failures = db::admins::recent_failures(&mut conn, &ip, &username, WINDOW_SECS).await?;
     if failures.by_username >= MAX_FAILURES_PER_USER || failures.by_ip >= MAX_FAILURES_PER_IP {
-        tracing::warn!(%ip, "login refused: too many failures");
+        tracing::warn!(client = %&ip[..12], "login refused: too many failures");
         return fail(StatusCode::TOO_MANY_REQUESTS, LIMITED);
     }
     let account = db::admins::by_username(&mut conn, &username).await?;
