@@ -8,10 +8,12 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use actix_web::web::Bytes;
 use anyhow::{bail, Context};
 use rand::Rng;
 use reqwest::StatusCode;
-use serde_json::{json, Value};
+use serde::Deserialize;
+use serde_json::json;
 use uuid::Uuid;
 
 #[derive(Debug, Clone)]
@@ -141,6 +143,17 @@ pub async fn run(options: LoadOptions) -> anyhow::Result<LoadReport> {
     })
 }
 
+/// The parts of replies a participant needs.
+#[derive(Deserialize)]
+struct Started {
+    token: String,
+}
+
+#[derive(Deserialize)]
+struct Trial {
+    position: i64,
+}
+
 struct Participant<'a> {
     client: &'a reqwest::Client,
     options: &'a LoadOptions,
@@ -157,7 +170,9 @@ impl Participant<'_> {
                     .json(&json!({"external_id": external_id, "source": "link"}))
             })
             .await?;
-        let token = started["token"].as_str().context("no token")?.to_string();
+        let token = serde_json::from_slice::<Started>(&started)
+            .context("no token")?
+            .token;
         let session = format!("{api}/sessions/{token}");
         self.send("consent", || self.client.post(format!("{session}/consent")))
             .await?;
@@ -172,7 +187,9 @@ impl Participant<'_> {
             if status == StatusCode::NO_CONTENT {
                 break;
             }
-            let position = trial["position"].as_i64().context("no position")?;
+            let position = serde_json::from_slice::<Trial>(&trial)
+                .context("no position")?
+                .position;
             let (chosen, confidence, rt_ms) = {
                 let mut rng = rand::rng();
                 (
@@ -216,7 +233,7 @@ impl Participant<'_> {
         &self,
         endpoint: &'static str,
         request: impl Fn() -> reqwest::RequestBuilder,
-    ) -> anyhow::Result<(StatusCode, Value)> {
+    ) -> anyhow::Result<(StatusCode, Bytes)> {
         let give_up = Instant::now() + self.options.patience;
         let mut backoff = Duration::from_millis(50);
         loop {
@@ -224,13 +241,9 @@ impl Participant<'_> {
             let wait = match request().send().await {
                 Ok(reply) if !reply.status().is_server_error() => {
                     let status = reply.status();
-                    let body = if status == StatusCode::NO_CONTENT {
-                        Value::Null
-                    } else {
-                        reply.json().await.unwrap_or(Value::Null)
-                    };
+                    let body = reply.bytes().await.unwrap_or_default();
                     if status.is_client_error() && status != StatusCode::CONFLICT {
-                        bail!("{endpoint}: {status} {body}");
+                        bail!("{endpoint}: {status} {}", String::from_utf8_lossy(&body));
                     }
                     self.lock()
                         .latencies

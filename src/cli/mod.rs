@@ -73,8 +73,9 @@ enum Command {
     Stimuli(StimuliCommand),
     /// Run queued jobs (trial builds, observer scoring) until stopped.
     Worker,
-    /// Measure the vision engine: backbone and LPIPS throughput, distance matrices, memory.
-    Bench(bench::BenchArgs),
+    /// Benchmarks that print figures: the vision engine, or the participant API under load.
+    #[command(subcommand)]
+    Bench(bench::BenchCommand),
 }
 
 #[derive(Debug, Subcommand)]
@@ -152,8 +153,11 @@ impl Cli {
                 Command::Lpips(args) => {
                     blocking(move || lpips::run(args, &settings.data_dir)).await
                 }
-                Command::Bench(args) => {
-                    blocking(move || bench::run(args, &settings.data_dir)).await
+                Command::Bench(bench::BenchCommand::Vision(args)) => {
+                    blocking(move || bench::vision::run(args, &settings.data_dir)).await
+                }
+                Command::Bench(bench::BenchCommand::Load(args)) => {
+                    bench::load::run(settings, args).await
                 }
                 Command::Admin(AdminCommand::CreateUser(args)) => {
                     admin::create_user(settings, args).await

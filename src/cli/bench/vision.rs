@@ -11,10 +11,7 @@ use crate::vision::weights::{load_set, locate, WeightSet};
 use crate::vision::{load_image, to_batch, Backbone, Lpips, LpipsNet, Normalization, Resize};
 
 #[derive(clap::Args, Debug)]
-pub struct BenchArgs {
-    /// What to measure (only `vision` for now).
-    #[arg(value_parser = ["vision"], default_value = "vision")]
-    pub what: String,
+pub struct VisionArgs {
     /// Folder of images (JPEG/PNG/WebP); default `$MEILAB_ASSETS/images/imagenet-sample-224`.
     #[arg(long)]
     pub images: Option<PathBuf>,
@@ -84,7 +81,7 @@ fn load_images(dir: &Path, n: usize) -> anyhow::Result<Vec<RgbImage>> {
     Ok(out)
 }
 
-pub fn run(args: BenchArgs, data_dir: &Path) -> anyhow::Result<()> {
+pub fn run(args: VisionArgs, data_dir: &Path) -> anyhow::Result<()> {
     let images_dir = match args.images {
         Some(d) => d,
         None => PathBuf::from(std::env::var_os(crate::vision::weights::ASSETS_ENV).context(
