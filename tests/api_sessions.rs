@@ -300,11 +300,7 @@ async fn session_starts_beyond_the_per_ip_limit_get_429_with_retry_after() {
     // A second server on the same database, configured with a limit of 3 per minute.
     let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind a free port");
     let port = listener.local_addr().expect("address").port();
-    let state = meilab::web::AppState {
-        pool: app.pool.clone(),
-        store: app.store.clone(),
-        key: app.key.clone(),
-    };
+    let state = meilab::web::AppState::new(app.pool.clone(), app.store.clone(), app.key.clone());
     let limiter = meilab::web::api::limit::SessionLimiter::per_minute(3);
     tokio::spawn(meilab::web::serve_with(listener, state, limiter).expect("server starts"));
     let join = |client: reqwest::Client, n: usize| async move {
@@ -356,4 +352,44 @@ async fn session_starts_beyond_the_per_ip_limit_get_429_with_retry_after() {
         .expect("client");
     assert_eq!(join(other, 4).await.status(), 201);
     assert_eq!(app.count("SELECT count(*) FROM sessions").await, 4);
+}
+
+#[tokio::test]
+async fn a_server_whose_cached_block_lags_the_database_stores_nothing_twice() {
+    let app = spawn_app().await;
+    app.create_synthetic_study("two", small_study()).await;
+    let p = app.participant("two", json!({})).await;
+    p.consent_and_read_instructions().await;
+    // This server now keeps the session's current block.
+    let first = p.next_trial().await.expect("a trial")["position"]
+        .as_i64()
+        .expect("position");
+
+    // Another server process on the same database takes the answer.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind a free port");
+    let port = listener.local_addr().expect("address").port();
+    let other = meilab::web::AppState::new(app.pool.clone(), app.store.clone(), app.key.clone());
+    tokio::spawn(meilab::web::serve(listener, other).expect("server starts"));
+    let elsewhere = app
+        .client
+        .post(format!(
+            "http://127.0.0.1:{port}/api/v1/sessions/{}/responses",
+            p.token
+        ))
+        .json(&Participant::answer_body(first, 0))
+        .send()
+        .await
+        .expect("request is sent");
+    assert_eq!(elsewhere.status(), 200);
+
+    // The first server's block still shows that trial open: a second answer to it is refused, not stored.
+    let (status, reply) = p.answer(Participant::answer_body(first, 1)).await;
+    assert_eq!(status, 409, "{reply}");
+    assert_eq!(reply["error"], "already_answered");
+    assert_eq!(app.count("SELECT count(*) FROM responses").await, 1);
+    // Having been refused, the server reads the block again and moves on.
+    let next = p.next_trial().await.expect("a trial")["position"]
+        .as_i64()
+        .expect("position");
+    assert!(next > first, "{next} follows {first}");
 }

@@ -705,3 +705,34 @@ async fn sql_metacharacters_in_participant_fields_are_data() {
         .await;
     assert_eq!(status, 201, "external ids are hashed, so NUL is harmless");
 }
+
+#[tokio::test]
+async fn wrong_methods_and_unknown_api_paths_get_json_errors() {
+    let app = spawn_app().await;
+    app.create_synthetic_study("methods", small_study()).await;
+    let p = app.participant("methods", json!({})).await;
+    let before = snapshot(&app).await;
+    let session = format!("/api/v1/sessions/{}", p.token);
+    for (method, path, status) in [
+        (reqwest::Method::DELETE, format!("{session}/responses"), 405),
+        (reqwest::Method::GET, format!("{session}/consent"), 405),
+        (
+            reqwest::Method::PUT,
+            "/api/v1/studies/methods/sessions".to_string(),
+            405,
+        ),
+        (reqwest::Method::POST, format!("{session}/trials/next"), 405),
+        (
+            reqwest::Method::GET,
+            "/api/v1/no-such-endpoint".to_string(),
+            404,
+        ),
+        (reqwest::Method::POST, format!("{session}/answers"), 404),
+    ] {
+        let case = format!("{method} {path}");
+        let response = send(&app, method, &path, Body::Json(json!({}))).await;
+        let (got, _) = json_error(response, &case).await;
+        assert_eq!(got, status, "{case}");
+    }
+    assert_eq!(snapshot(&app).await, before, "nothing is written");
+}

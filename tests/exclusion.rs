@@ -99,3 +99,79 @@ async fn units_of_excluded_sessions_return_to_the_pool() {
         "the second session gets every unit again"
     );
 }
+
+/// The served count per trial that scheduling reads, recounted from the assignments of valid sessions.
+async fn loads_match_assignments(app: &common::TestApp) {
+    let mismatched: Vec<(i64, i64, i64)> = sqlx::query_as(
+        "SELECT id, kept, recount FROM (
+           SELECT t.id,
+                  coalesce((SELECT sum(l.served) FROM trial_loads l WHERE l.trial_id = t.id), 0)::bigint AS kept,
+                  (SELECT count(*) FROM assignments a JOIN sessions s ON s.id = a.session_id
+                   WHERE a.trial_id = t.id AND a.attempt = 0 AND NOT s.excluded) AS recount
+           FROM trials t) c
+         WHERE kept <> recount",
+    )
+    .fetch_all(&app.pool)
+    .await
+    .unwrap();
+    assert!(
+        mismatched.is_empty(),
+        "trial, kept count, recount: {mismatched:?}"
+    );
+}
+
+fn lenient() -> ExclusionThresholds {
+    ExclusionThresholds {
+        min_answers_per_position: 0,
+        min_instructions_secs: 0.0,
+        min_total_secs: 0.0,
+        ..ExclusionThresholds::default()
+    }
+}
+
+async fn served_total(app: &common::TestApp) -> i64 {
+    app.count("SELECT coalesce(sum(served), 0)::bigint FROM trial_loads")
+        .await
+}
+
+#[tokio::test]
+async fn served_counts_follow_starts_exclusions_and_withdrawals() {
+    let app = spawn_app().await;
+    app.create_synthetic_study("loads", config(lenient())).await;
+    // Starts at once: none waits for another, and every assignment (16 main + 2 catch) is counted.
+    let starts = (0..12).map(|i| app.participant("loads", json!({"external_id": format!("p{i}")})));
+    futures_util::future::join_all(starts).await;
+    loads_match_assignments(&app).await;
+    assert_eq!(served_total(&app).await, 12 * 18);
+
+    assert!(!complete_one(&app, "loads", "valid").await.0);
+    loads_match_assignments(&app).await;
+    assert_eq!(served_total(&app).await, 13 * 18);
+    let study_id: i64 = app
+        .count("SELECT id FROM studies WHERE slug = 'loads'")
+        .await;
+    let mut conn = app.pool.acquire().await.unwrap();
+    // The IMI defaults exclude the hurried completed session: its trials go back to the pool, and
+    // come back out of it when the thresholds are relaxed again.
+    let reevaluate = meilab::study::exclusion::reevaluate_study;
+    let strict = ExclusionThresholds::default();
+    assert_eq!(reevaluate(&mut conn, study_id, &strict).await.unwrap(), 1);
+    loads_match_assignments(&app).await;
+    assert_eq!(served_total(&app).await, 12 * 18);
+    assert_eq!(
+        reevaluate(&mut conn, study_id, &lenient()).await.unwrap(),
+        0
+    );
+    loads_match_assignments(&app).await;
+    assert_eq!(served_total(&app).await, 13 * 18);
+
+    // A withdrawn participant's trials go back to the pool.
+    let session: i64 = app
+        .count("SELECT id FROM sessions WHERE stage = 'consent' ORDER BY id LIMIT 1")
+        .await;
+    meilab::db::sessions::delete(&mut conn, session)
+        .await
+        .unwrap();
+    loads_match_assignments(&app).await;
+    assert_eq!(served_total(&app).await, 12 * 18);
+}

@@ -37,11 +37,7 @@ async fn app_with_secret() -> TestApp {
     let key = ParticipantKey::new(SECRET.as_bytes());
     let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind a free port");
     let port = listener.local_addr().expect("address").port();
-    let state = AppState {
-        pool: app.pool.clone(),
-        store: app.store.clone(),
-        key: key.clone(),
-    };
+    let state = AppState::new(app.pool.clone(), app.store.clone(), key.clone());
     tokio::spawn(web::serve(listener, state).expect("server starts"));
     app.address = format!("http://127.0.0.1:{port}");
     app.key = key;

@@ -33,11 +33,11 @@ pub(super) async fn serve_until_stopped(
             settings.bind
         )
     })?;
-    let state = AppState {
-        pool: database.pool.clone(),
-        store: ImageStore::new(settings.data_dir.join("images")),
-        key: settings.participant_key()?,
-    };
+    let state = AppState::new(
+        database.pool.clone(),
+        ImageStore::new(settings.data_dir.join("images")),
+        settings.participant_key()?,
+    );
     let limiter = web::api::limit::SessionLimiter::per_minute(settings.sessions_per_ip_per_minute);
     let server = web::serve_with(listener, state, limiter)?;
     tracing::info!(url = %settings.public_url(), "serving");

@@ -522,92 +522,9 @@ pub async fn delete(conn: &mut PgConnection, session_id: i64) -> sqlx::Result<De
     })
 }
 
-/// [`answer_context`] by token, without a lock, with the session's id; `None` for an unknown token.
-pub async fn answer_context_by_token(
-    conn: &mut PgConnection,
-    token: &str,
-    position: i32,
-    response_id: uuid::Uuid,
-) -> sqlx::Result<Option<(i64, AnswerContext)>> {
-    let row = sqlx::query!(
-        r#"SELECT s.id, s.stage, s.main_total, s.practice_attempts, s.study_id, st.config,
-             (SELECT a.max_first FROM assignments a WHERE a.session_id = s.id AND a.position = $2) AS max_first,
-             EXISTS (SELECT 1 FROM responses r WHERE r.session_id = s.id AND r.position = $2) AS "answered!",
-             b.assigned AS "assigned!", b.answered AS "block_answered!", b.correct AS "correct!",
-             b.expected, b.following,
-             x.session_id AS "stored_session?", x.position AS "stored_position?", x.chosen AS "stored_chosen?",
-             x.confidence AS "stored_confidence?", x.reply AS "stored_reply?"
-           FROM sessions s
-           JOIN studies st ON st.id = s.study_id
-           CROSS JOIN LATERAL (
-             SELECT count(*) AS assigned, count(r.response_id) AS answered,
-                    count(*) FILTER (WHERE r.correct) AS correct,
-                    min(a.position) FILTER (WHERE r.response_id IS NULL) AS expected,
-                    min(a.position) FILTER (WHERE r.response_id IS NULL AND a.position > $2) AS following
-             FROM assignments a
-             LEFT JOIN responses r ON r.session_id = a.session_id AND r.position = a.position
-             WHERE a.session_id = s.id AND CASE s.stage
-               WHEN 'practice' THEN a.position >= s.main_total AND a.attempt = s.practice_attempts
-               WHEN 'trials' THEN a.position < s.main_total AND a.attempt = 0
-               ELSE false END
-           ) b
-           LEFT JOIN responses x ON x.response_id = $3
-           WHERE s.token = $1"#,
-        token,
-        position,
-        response_id
-    )
-    .fetch_optional(conn)
-    .await?;
-    Ok(row.map(|row| {
-        let stored = match (
-            row.stored_session,
-            row.stored_position,
-            row.stored_chosen,
-            row.stored_confidence,
-            row.stored_reply,
-        ) {
-            (Some(session), Some(position), Some(chosen), Some(confidence), Some(reply)) => {
-                Some((session, position, chosen, confidence, reply))
-            }
-            _ => None,
-        };
-        (
-            row.id,
-            AnswerContext {
-                stage: row.stage,
-                main_total: row.main_total,
-                practice_attempts: row.practice_attempts,
-                study_id: row.study_id,
-                config: row.config,
-                max_first: row.max_first,
-                answered: row.answered,
-                block_assigned: row.assigned,
-                block_answered: row.block_answered,
-                block_correct: row.correct,
-                expected: row.expected,
-                following: row.following,
-                stored,
-            },
-        )
-    }))
-}
-
-/// Serialises session starts of a study, so each schedule sees the assignments before it. `NO KEY`:
-/// the foreign-key checks of other sessions' updates (which share-lock the study row) do not wait for it.
-pub async fn lock_schedule(conn: &mut PgConnection, study_id: i64) -> sqlx::Result<()> {
-    sqlx::query_scalar!(
-        "SELECT id FROM studies WHERE id = $1 FOR NO KEY UPDATE",
-        study_id
-    )
-    .fetch_one(conn)
-    .await
-    .map(|_| ())
-}
-
-/// The main and catch trials of a study with how many sessions that were not excluded had each, in one
-/// read: the assignments are counted by trial, less those of the (few) excluded sessions, so no session
-/// row is visited per assignment.
+/// The main and catch trials of a study with how many sessions that were not excluded had each (kept by
+/// triggers in `trial_loads`). Starts take no turns, so scheduling is least-served first as of each
+/// start's snapshot, which differs from the truth only by the starts still in flight.
 pub async fn schedule_loads(
     conn: &mut PgConnection,
     study_id: i64,
@@ -616,12 +533,14 @@ pub async fn schedule_loads(
     Vec<crate::study::schedule::TrialLoad>,
 )> {
     let rows = sqlx::query!(
-        r#"SELECT t.id, t.unit_id, t.kind,
-             coalesce((SELECT count(*) FROM assignments a
-                       WHERE a.trial_id = t.id
-                         AND a.session_id NOT IN (SELECT s.id FROM sessions s
-                                                  WHERE s.study_id = $1 AND s.excluded)), 0) AS "served!"
+        r#"SELECT t.id, t.unit_id, t.kind, coalesce(l.served, 0)::bigint AS "served!"
            FROM trials t
+           LEFT JOIN (
+             SELECT l.trial_id, sum(l.served) AS served
+             FROM trial_loads l JOIN trials lt ON lt.id = l.trial_id
+             WHERE lt.study_id = $1
+             GROUP BY l.trial_id
+           ) l ON l.trial_id = t.id
            WHERE t.study_id = $1 AND t.kind IN ('main', 'catch')
            ORDER BY t.id"#,
         study_id
@@ -668,4 +587,53 @@ pub async fn assign_main(
     .execute(conn)
     .await
     .map(|_| ())
+}
+
+/// One assignment of a session's current block (the practice round or the main trials), with its trial.
+#[derive(Debug, Clone)]
+pub struct BlockRow {
+    pub session_id: i64,
+    pub stage: String,
+    pub main_total: i32,
+    pub config: serde_json::Value,
+    /// Answered main trials (positions below `main_total`).
+    pub main_answered: i64,
+    pub position: i32,
+    pub attempt: i32,
+    pub max_first: bool,
+    pub answered: bool,
+    pub trial_id: i64,
+    pub kind: String,
+    pub max_query: String,
+    pub min_query: String,
+    pub max_refs: Vec<String>,
+    pub min_refs: Vec<String>,
+}
+
+/// The current block of the session of `token`, in position order; empty for an unknown token or a
+/// session at a stage without trials.
+pub async fn current_block(conn: &mut PgConnection, token: &str) -> sqlx::Result<Vec<BlockRow>> {
+    sqlx::query_as!(
+        BlockRow,
+        r#"SELECT s.id AS session_id, s.stage, s.main_total, st.config, m.answered AS "main_answered!",
+             a.position, a.attempt, a.max_first, r.response_id IS NOT NULL AS "answered!",
+             t.id AS trial_id, t.kind, t.max_query, t.min_query, t.max_refs, t.min_refs
+           FROM sessions s
+           JOIN studies st ON st.id = s.study_id
+           CROSS JOIN LATERAL (
+             SELECT count(*) AS answered FROM responses mr
+             WHERE mr.session_id = s.id AND mr.position < s.main_total
+           ) m
+           JOIN assignments a ON a.session_id = s.id AND CASE s.stage
+               WHEN 'practice' THEN a.position >= s.main_total AND a.attempt = s.practice_attempts
+               WHEN 'trials' THEN a.position < s.main_total AND a.attempt = 0
+               ELSE false END
+           JOIN trials t ON t.id = a.trial_id
+           LEFT JOIN responses r ON r.session_id = a.session_id AND r.position = a.position
+           WHERE s.token = $1
+           ORDER BY a.position"#,
+        token
+    )
+    .fetch_all(conn)
+    .await
 }

@@ -2,6 +2,7 @@
 
 pub mod config;
 pub mod exclusion;
+pub mod live;
 pub mod participation;
 pub mod recruit;
 pub mod schedule;

@@ -156,8 +156,6 @@ pub async fn start(
         return resume(existing.ok_or_else(|| AppError::NotFound("session vanished".into()))?);
     };
 
-    // Only the schedule takes turns: from the counts it reads to the assignments it writes.
-    db::sessions::lock_schedule(conn, study.id).await?;
     let (main, catch) = db::sessions::schedule_loads(conn, study.id).await?;
     if main.is_empty() {
         return Err(AppError::conflict(
@@ -404,47 +402,61 @@ pub async fn next_trial(
 }
 
 /// Takes one answer and stores it with its reply; acknowledged only once committed. The common answer
-/// (a new one that does not end its block) is checked in one unlocked read and stored by one autocommitted
-/// insert: the unique keys on the response id and on (session, position) settle any race, which then
-/// goes the locked way. Retried answers get their stored reply.
+/// (a new one, in order, that does not end its block) is checked and stored by one autocommitted
+/// statement; anything else (errors, replays, races, the end of a block) takes the locked path, which
+/// tells them apart and moves the session on. Retried answers get their stored reply.
 pub async fn respond(
     conn: &mut PgConnection,
     token: &str,
     answer: Answer,
 ) -> Result<Reply, AppError> {
     check_answer(&answer)?;
-    let (session_id, ctx) =
-        db::sessions::answer_context_by_token(conn, token, answer.position, answer.response_id)
-            .await?
-            .ok_or_else(|| AppError::NotFound("unknown session".into()))?;
-    let ends_block = ctx.block_answered + 1 == ctx.block_assigned;
-    let stage = ctx.stage.clone();
-    let following = ctx.following;
-    match verdict(ctx, session_id, &answer)? {
-        Verdict::Replay(reply) => return Ok(reply),
-        Verdict::New {
-            correct,
-            config,
-            in_practice,
-        } if !ends_block => {
-            let reply = Reply {
-                correct: (in_practice || config.feedback).then_some(correct),
-                next_position: following,
-                stage,
-                practice_round: None,
-            };
-            match store(conn, session_id, &answer, correct, &reply_json(&reply)?).await {
-                Ok(()) => return Ok(reply),
-                Err(e) if is_unique_violation(&e) => {}
-                Err(e) => return Err(e.into()),
-            }
+    let current = db::responses::Answered {
+        response_id: answer.response_id,
+        position: answer.position,
+        chosen: answer.chosen as i16,
+        confidence: answer.confidence as i16,
+        rt_ms: answer.rt_ms as i32,
+        client_at: answer.client_ts,
+    };
+    match db::responses::insert_current(conn, token, &current).await {
+        Ok(Some(reply)) => {
+            return serde_json::from_value(reply).map_err(|e| AppError::Internal(e.into()))
         }
-        Verdict::New { .. } => {}
+        Ok(None) => {}
+        // The session was deleted meanwhile (a withdrawal): the locked path says so.
+        Err(sqlx::Error::Database(e)) if e.is_foreign_key_violation() => {}
+        Err(e) => return Err(e.into()),
     }
-    let mut tx = sqlx::Connection::begin(&mut *conn).await?;
-    let reply = respond_locked(&mut tx, token, answer).await?;
-    tx.commit().await?;
-    Ok(reply)
+    respond_with_lock(conn, token, answer).await
+}
+
+/// [`respond`] without its common path: for answers already known to need the session's lock (the end
+/// of a block, a replay, an error).
+pub async fn respond_with_lock(
+    conn: &mut PgConnection,
+    token: &str,
+    answer: Answer,
+) -> Result<Reply, AppError> {
+    check_answer(&answer)?;
+    // The common path takes no lock, so a copy of this answer sent there may commit between the
+    // locked read and the insert; a second attempt then finds it stored.
+    let mut attempts = 0;
+    loop {
+        attempts += 1;
+        let mut tx = sqlx::Connection::begin(&mut *conn).await?;
+        match respond_locked(&mut tx, token, answer.clone()).await {
+            Ok(reply) => {
+                tx.commit().await?;
+                return Ok(reply);
+            }
+            Err(AppError::Internal(e))
+                if attempts < 3
+                    && e.downcast_ref::<sqlx::Error>()
+                        .is_some_and(is_unique_violation) => {}
+            Err(e) => return Err(e),
+        }
+    }
 }
 
 fn is_unique_violation(error: &sqlx::Error) -> bool {
@@ -607,7 +619,7 @@ async fn respond_locked(
     Ok(reply)
 }
 
-fn check_answer(answer: &Answer) -> Result<(), AppError> {
+pub(crate) fn check_answer(answer: &Answer) -> Result<(), AppError> {
     if answer.position < 0 {
         return Err(AppError::invalid(
             "invalid_position",

@@ -10,6 +10,7 @@ pub mod pages;
 pub mod participant;
 
 use std::net::TcpListener;
+use std::sync::Arc;
 
 use actix_web::dev::Server;
 use actix_web::{web, App, HttpServer};
@@ -18,6 +19,7 @@ use tracing_actix_web::TracingLogger;
 
 use crate::error::AppError;
 use crate::stimuli::store::ImageStore;
+use crate::study::live::Live;
 use crate::study::recruit::ParticipantKey;
 
 /// Request bodies larger than this are refused before they are read.
@@ -28,9 +30,22 @@ pub struct AppState {
     pub pool: PgPool,
     pub store: ImageStore,
     pub key: ParticipantKey,
+    /// The participants' current blocks and the answer writer of this process.
+    pub live: Arc<Live>,
 }
 
 impl AppState {
+    /// The state of a server process; starts its answer writer on the current Tokio runtime.
+    pub fn new(pool: PgPool, store: ImageStore, key: ParticipantKey) -> Self {
+        let live = Arc::new(Live::start(pool.clone()));
+        Self {
+            pool,
+            store,
+            key,
+            live,
+        }
+    }
+
     /// The data directory: the image store lives at `<data-dir>/images`.
     pub fn data_dir(&self) -> std::path::PathBuf {
         self.store

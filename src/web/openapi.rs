@@ -39,7 +39,7 @@ pub struct ApiError {
 }
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.route("/openapi.json", web::get().to(document));
+    cfg.service(web::resource("/openapi.json").route(web::get().to(document)));
 }
 
 async fn document() -> Result<HttpResponse, AppError> {

@@ -82,11 +82,7 @@ pub async fn spawn_app() -> TestApp {
     let key = ParticipantKey::new(&rand::random::<[u8; 32]>());
     let server = web::serve(
         listener,
-        AppState {
-            pool: pool.clone(),
-            store: store.clone(),
-            key: key.clone(),
-        },
+        AppState::new(pool.clone(), store.clone(), key.clone()),
     )
     .expect("server starts");
     tokio::spawn(server);

@@ -15,16 +15,16 @@ use crate::web::AppState;
 use super::limit::SessionLimiter;
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.route("/studies/{slug}/sessions", web::post().to(create))
-        .route("/sessions/{token}", web::get().to(show))
-        .route("/sessions/{token}/consent", web::post().to(consent))
-        .route(
-            "/sessions/{token}/instructions",
-            web::post().to(instructions),
+    // Resources, not bare routes: a known path asked with another method is a 405, not a 404.
+    cfg.service(web::resource("/studies/{slug}/sessions").route(web::post().to(create)))
+        .service(web::resource("/sessions/{token}").route(web::get().to(show)))
+        .service(web::resource("/sessions/{token}/consent").route(web::post().to(consent)))
+        .service(
+            web::resource("/sessions/{token}/instructions").route(web::post().to(instructions)),
         )
-        .route("/sessions/{token}/trials/next", web::get().to(next_trial))
-        .route("/sessions/{token}/responses", web::post().to(respond))
-        .route("/sessions/{token}/finish", web::post().to(finish));
+        .service(web::resource("/sessions/{token}/trials/next").route(web::get().to(next_trial)))
+        .service(web::resource("/sessions/{token}/responses").route(web::post().to(respond)))
+        .service(web::resource("/sessions/{token}/finish").route(web::post().to(finish)));
 }
 
 /// Start a session, or resume the one of the same external id.
@@ -62,9 +62,6 @@ pub(crate) async fn create(
         limiter.check(peer.ip())?;
     }
     let new: NewSession = optional_json(&body.map_err(super::payload_error)?)?;
-    // Starts of one study take turns in the database (the schedule lock); taking turns here first keeps
-    // the waiting requests off the connection pool, which answers need.
-    let _turn = STARTS[stripe(&slug)].lock().await;
     let mut tx = state.pool.begin().await?;
     let (started, created) = participation::start(&mut tx, &state.key, &slug, new).await?;
     tx.commit().await?;
@@ -154,8 +151,7 @@ pub(crate) async fn next_trial(
     state: web::Data<AppState>,
     token: web::Path<String>,
 ) -> Result<HttpResponse, AppError> {
-    let mut conn = state.pool.acquire().await?;
-    Ok(match participation::next_trial(&mut conn, &token).await? {
+    Ok(match state.live.next_trial(&state.pool, &token).await? {
         Some(trial) => HttpResponse::Ok()
             .insert_header(("Cache-Control", "no-store"))
             .json(trial),
@@ -186,9 +182,11 @@ pub(crate) async fn respond(
     token: web::Path<String>,
     answer: web::Json<Answer>,
 ) -> Result<HttpResponse, AppError> {
-    // `respond` commits before it returns: a reply is sent only for a stored answer.
-    let mut conn = state.pool.acquire().await?;
-    let reply = participation::respond(&mut conn, &token, answer.into_inner()).await?;
+    // `respond` returns once the answer is committed: a reply is sent only for a stored answer.
+    let reply = state
+        .live
+        .respond(&state.pool, &token, answer.into_inner())
+        .await?;
     Ok(HttpResponse::Ok().json(reply))
 }
 
@@ -230,16 +228,6 @@ pub(crate) async fn finish(
     let completion = participation::finish(&mut tx, &token, body.feedback).await?;
     tx.commit().await?;
     Ok(HttpResponse::Ok().json(completion))
-}
-
-/// Striped by study name, so the set of locks stays fixed whatever names are asked for.
-static STARTS: [tokio::sync::Mutex<()>; 16] = [const { tokio::sync::Mutex::const_new(()) }; 16];
-
-fn stripe(slug: &str) -> usize {
-    use std::hash::{Hash, Hasher};
-    let mut hasher = std::collections::hash_map::DefaultHasher::new();
-    slug.hash(&mut hasher);
-    (hasher.finish() % STARTS.len() as u64) as usize
 }
 
 /// A JSON body that may be left out entirely.

@@ -1,0 +1,373 @@
+//! The participant's hot path, served from memory. Each active session's current block (the trials of
+//! its practice round or main block, and which are answered) is kept in this process, so `trials/next`
+//! reads nothing from the database, and an answer that does not end its block is checked against the
+//! block and handed to a group-commit writer: the answers that arrive together are stored by one
+//! autocommitted insert, and each is acknowledged once that insert committed.
+//!
+//! The database stays the authority. A block changes in memory only after a commit, so it can lag the
+//! database (another process answered, a participant was deleted) but never run ahead of it; the keys
+//! of `responses` refuse what a lagging block lets through (a position answered elsewhere, one no longer
+//! assigned), and every answer the block cannot vouch for takes the locked path of [`participation`],
+//! after which the block is read again. Blocks older than [`BLOCK_TTL`] are read again too, which bounds
+//! how long another process's changes go unseen.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use sqlx::PgPool;
+use tokio::sync::{mpsc, oneshot, Semaphore};
+
+use super::participation::{self, Answer, Reply, TrialView};
+use crate::db;
+use crate::db::responses::{Checked, NewResponse};
+use crate::error::AppError;
+use crate::study::StudyConfig;
+
+/// A cached block is read again from the database after this long.
+pub const BLOCK_TTL: Duration = Duration::from_secs(30);
+/// Sessions kept in memory (about twice this at most, in two generations).
+const CAPACITY: usize = 20_000;
+/// Answers stored by one statement at most, and statements in flight at once.
+const MAX_BATCH: usize = 256;
+const WRITERS: usize = 4;
+
+pub struct Live {
+    blocks: Mutex<Blocks>,
+    writer: mpsc::Sender<Pending>,
+}
+
+impl Live {
+    /// Starts the writer on the current Tokio runtime.
+    pub fn start(pool: PgPool) -> Self {
+        let (writer, queue) = mpsc::channel(4 * MAX_BATCH);
+        tokio::spawn(write_batches(pool, queue));
+        Self {
+            blocks: Mutex::new(Blocks::default()),
+            writer,
+        }
+    }
+
+    /// The session's next trial; `None` when its current stage has none left.
+    pub async fn next_trial(
+        &self,
+        pool: &PgPool,
+        token: &str,
+    ) -> Result<Option<TrialView>, AppError> {
+        let cached = self.blocks().get(token).and_then(Block::next_view);
+        if cached.is_some() {
+            return Ok(cached);
+        }
+        let mut conn = pool.acquire().await?;
+        let rows = db::sessions::current_block(&mut conn, token).await?;
+        let loaded = {
+            let mut blocks = self.blocks();
+            let block = Block::from_rows(rows, &mut blocks.trials)?;
+            block.and_then(|block| {
+                let view = block.next_view();
+                blocks.insert(token, block);
+                view
+            })
+        };
+        match loaded {
+            Some(view) => Ok(Some(view)),
+            // No trials at this stage, or an unknown session: the database path answers.
+            None => participation::next_trial(&mut conn, token).await,
+        }
+    }
+
+    /// Takes one answer; acknowledged only once stored (see the module's notes).
+    pub async fn respond(
+        &self,
+        pool: &PgPool,
+        token: &str,
+        answer: Answer,
+    ) -> Result<Reply, AppError> {
+        participation::check_answer(&answer)?;
+        let cached = self.blocks().get(token).map(|b| b.check(&answer));
+        // A cached block that does not vouch for the answer sends it straight to the lock.
+        let known = cached.is_some();
+        if let Some(Some((checked, reply))) = cached {
+            let (done, stored) = oneshot::channel();
+            let pending = Pending { checked, done };
+            if self.writer.send(pending).await.is_ok() {
+                match stored.await.unwrap_or(Ok(false)) {
+                    Ok(true) => {
+                        if let Some(block) = self.blocks().get_mut(token) {
+                            block.mark_answered(answer.position);
+                        }
+                        return Ok(reply);
+                    }
+                    Ok(false) => {}
+                    Err(e) => return Err(e),
+                }
+            }
+        }
+        let mut conn = pool.acquire().await?;
+        let outcome = if known {
+            participation::respond_with_lock(&mut conn, token, answer).await
+        } else {
+            participation::respond(&mut conn, token, answer).await
+        };
+        self.blocks().remove(token);
+        outcome
+    }
+
+    /// Drops what is kept of a session (after its stage changed elsewhere in this process).
+    pub fn forget(&self, token: &str) {
+        self.blocks().remove(token);
+    }
+
+    fn blocks(&self) -> std::sync::MutexGuard<'_, Blocks> {
+        self.blocks.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// The cached blocks in two generations: when the current one is full it becomes the previous one,
+/// and what was not used since is dropped. Trials are shared between sessions.
+#[derive(Default)]
+struct Blocks {
+    current: HashMap<String, Block>,
+    previous: HashMap<String, Block>,
+    trials: HashMap<i64, Arc<Trial>>,
+}
+
+impl Blocks {
+    fn get(&mut self, token: &str) -> Option<&Block> {
+        self.get_mut(token).map(|b| &*b)
+    }
+
+    fn get_mut(&mut self, token: &str) -> Option<&mut Block> {
+        if let Some(block) = self.previous.remove(token) {
+            self.insert(token, block);
+        }
+        let block = self.current.get_mut(token)?;
+        (block.loaded.elapsed() < BLOCK_TTL).then_some(block)
+    }
+
+    fn insert(&mut self, token: &str, block: Block) {
+        if self.current.len() >= CAPACITY {
+            self.previous = std::mem::take(&mut self.current);
+            if self.trials.len() >= 4 * CAPACITY {
+                self.trials.clear();
+            }
+        }
+        self.current.insert(token.to_string(), block);
+    }
+
+    fn remove(&mut self, token: &str) {
+        self.current.remove(token);
+        self.previous.remove(token);
+    }
+}
+
+/// A trial as participants see it.
+struct Trial {
+    practice: bool,
+    max_query: String,
+    min_query: String,
+    max_refs: Vec<String>,
+    min_refs: Vec<String>,
+}
+
+struct Slot {
+    position: i32,
+    attempt: i32,
+    max_first: bool,
+    answered: bool,
+    trial: Arc<Trial>,
+}
+
+/// A session's current block as the database had it when read, plus this process's answers since.
+struct Block {
+    session_id: i64,
+    practice: bool,
+    main_total: i32,
+    main_answered: i64,
+    feedback: bool,
+    lock_ms: i64,
+    max_side: &'static str,
+    slots: Vec<Slot>,
+    loaded: Instant,
+}
+
+impl Block {
+    fn from_rows(
+        rows: Vec<db::sessions::BlockRow>,
+        trials: &mut HashMap<i64, Arc<Trial>>,
+    ) -> Result<Option<Self>, AppError> {
+        let Some(first) = rows.first() else {
+            return Ok(None);
+        };
+        let config = StudyConfig::from_json(first.config.clone())
+            .map_err(|e| AppError::Internal(anyhow::anyhow!("invalid study configuration: {e}")))?;
+        let url = |sha: &str| format!("/img/{sha}");
+        let mut block = Self {
+            session_id: first.session_id,
+            practice: first.stage == super::participation::stage::PRACTICE,
+            main_total: first.main_total,
+            main_answered: first.main_answered,
+            feedback: config.feedback,
+            lock_ms: config.lock_ms,
+            max_side: config.max_side.as_str(),
+            slots: Vec::with_capacity(rows.len()),
+            loaded: Instant::now(),
+        };
+        for row in rows {
+            let trial = trials
+                .entry(row.trial_id)
+                .or_insert_with(|| {
+                    Arc::new(Trial {
+                        practice: row.kind == "practice",
+                        max_query: url(&row.max_query),
+                        min_query: url(&row.min_query),
+                        max_refs: row.max_refs.iter().map(|s| url(s)).collect(),
+                        min_refs: row.min_refs.iter().map(|s| url(s)).collect(),
+                    })
+                })
+                .clone();
+            block.slots.push(Slot {
+                position: row.position,
+                attempt: row.attempt,
+                max_first: row.max_first,
+                answered: row.answered,
+                trial,
+            });
+        }
+        Ok(Some(block))
+    }
+
+    fn next_view(&self) -> Option<TrialView> {
+        let slot = self.slots.iter().find(|s| !s.answered)?;
+        let trial = &slot.trial;
+        let (max, min) = (trial.max_query.clone(), trial.min_query.clone());
+        Some(TrialView {
+            position: slot.position,
+            // Catch trials look like any other trial.
+            kind: if trial.practice { "practice" } else { "main" },
+            min_refs: trial.min_refs.clone(),
+            max_refs: trial.max_refs.clone(),
+            queries: if slot.max_first {
+                [max, min]
+            } else {
+                [min, max]
+            },
+            lock_ms: self.lock_ms,
+            max_side: self.max_side,
+            answered: self.main_answered,
+            total: self.main_total,
+            attempt: slot.attempt,
+        })
+    }
+
+    /// The answer and its reply when it is for the block's current trial and does not end the block.
+    fn check(&self, answer: &Answer) -> Option<(Checked, Reply)> {
+        let mut open = self.slots.iter().filter(|s| !s.answered);
+        let current = open.next()?;
+        let following = open.next()?.position;
+        if current.position != answer.position {
+            return None;
+        }
+        let correct = (answer.chosen == 0) == current.max_first;
+        let reply = Reply {
+            correct: (self.practice || self.feedback).then_some(correct),
+            next_position: Some(following),
+            stage: if self.practice {
+                participation::stage::PRACTICE
+            } else {
+                participation::stage::TRIALS
+            }
+            .into(),
+            practice_round: None,
+        };
+        let checked = Checked {
+            response: NewResponse {
+                response_id: answer.response_id,
+                session_id: self.session_id,
+                position: answer.position,
+                chosen: answer.chosen as i16,
+                correct,
+                confidence: answer.confidence as i16,
+                rt_ms: answer.rt_ms as i32,
+                client_at: answer.client_ts,
+            },
+            reply: serde_json::to_value(&reply).ok()?,
+        };
+        Some((checked, reply))
+    }
+
+    fn mark_answered(&mut self, position: i32) {
+        if let Some(slot) = self.slots.iter_mut().find(|s| s.position == position) {
+            if !slot.answered && !self.practice {
+                self.main_answered += 1;
+            }
+            slot.answered = true;
+        }
+    }
+}
+
+/// An answer waiting for the writer, and where to say whether it was stored.
+struct Pending {
+    checked: Checked,
+    done: oneshot::Sender<Result<bool, AppError>>,
+}
+
+/// Takes what is queued (up to [`MAX_BATCH`]) as one statement, with up to [`WRITERS`] in flight: under
+/// load the queue grows while statements run, so batches grow with the load.
+async fn write_batches(pool: PgPool, mut queue: mpsc::Receiver<Pending>) {
+    let writers = Arc::new(Semaphore::new(WRITERS));
+    while let Some(first) = queue.recv().await {
+        let Ok(permit) = writers.clone().acquire_owned().await else {
+            return;
+        };
+        let mut batch = vec![first];
+        while batch.len() < MAX_BATCH {
+            match queue.try_recv() {
+                Ok(pending) => batch.push(pending),
+                Err(_) => break,
+            }
+        }
+        let pool = pool.clone();
+        tokio::spawn(async move {
+            write_batch(&pool, batch).await;
+            drop(permit);
+        });
+    }
+}
+
+/// Stores a batch and tells each sender whether its answer was stored. A second answer under the same
+/// response id in one batch is left to the locked path, which replays or refuses it; so is everything
+/// when the statement fails for any reason but an unreachable database (that is a 503 for all).
+async fn write_batch(pool: &PgPool, batch: Vec<Pending>) {
+    let mut seen = HashSet::new();
+    let (first, repeated): (Vec<Pending>, Vec<Pending>) = batch
+        .into_iter()
+        .partition(|p| seen.insert(p.checked.response.response_id));
+    for pending in repeated {
+        let _ = pending.done.send(Ok(false));
+    }
+    let rows: Vec<&Checked> = first.iter().map(|p| &p.checked).collect();
+    let stored = match pool.acquire().await {
+        Ok(mut conn) => db::responses::insert_many(&mut conn, &rows).await,
+        Err(e) => Err(e),
+    };
+    match stored {
+        Ok(ids) => {
+            let ids: HashSet<uuid::Uuid> = ids.into_iter().collect();
+            for pending in first {
+                let stored = ids.contains(&pending.checked.response.response_id);
+                let _ = pending.done.send(Ok(stored));
+            }
+        }
+        Err(e) => {
+            let unavailable = matches!(AppError::from(e), AppError::Unavailable);
+            for pending in first {
+                let _ = pending.done.send(if unavailable {
+                    Err(AppError::Unavailable)
+                } else {
+                    Ok(false)
+                });
+            }
+        }
+    }
+}
