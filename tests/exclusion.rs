@@ -100,78 +100,50 @@ async fn units_of_excluded_sessions_return_to_the_pool() {
     );
 }
 
-/// The served count per trial that scheduling reads, recounted from the assignments of valid sessions.
-async fn loads_match_assignments(app: &common::TestApp) {
-    let mismatched: Vec<(i64, i64, i64)> = sqlx::query_as(
-        "SELECT id, kept, recount FROM (
-           SELECT t.id,
-                  coalesce((SELECT sum(l.served) FROM trial_loads l WHERE l.trial_id = t.id), 0)::bigint AS kept,
-                  (SELECT count(*) FROM assignments a JOIN sessions s ON s.id = a.session_id
-                   WHERE a.trial_id = t.id AND a.attempt = 0 AND NOT s.excluded) AS recount
-           FROM trials t) c
-         WHERE kept <> recount",
+/// The units of a session's main trials.
+async fn units_of(app: &common::TestApp, token: &str) -> Vec<i64> {
+    sqlx::query_scalar(
+        "SELECT t.unit_id FROM assignments a JOIN trials t ON t.id = a.trial_id JOIN sessions s ON s.id = a.session_id
+         WHERE s.token = $1 AND t.kind = 'main' ORDER BY t.unit_id",
     )
+    .bind(token)
     .fetch_all(&app.pool)
     .await
-    .unwrap();
-    assert!(
-        mismatched.is_empty(),
-        "trial, kept count, recount: {mismatched:?}"
-    );
-}
-
-fn lenient() -> ExclusionThresholds {
-    ExclusionThresholds {
-        min_answers_per_position: 0,
-        min_instructions_secs: 0.0,
-        min_total_secs: 0.0,
-        ..ExclusionThresholds::default()
-    }
-}
-
-async fn served_total(app: &common::TestApp) -> i64 {
-    app.count("SELECT coalesce(sum(served), 0)::bigint FROM trial_loads")
-        .await
+    .unwrap()
 }
 
 #[tokio::test]
-async fn served_counts_follow_starts_exclusions_and_withdrawals() {
+async fn starts_take_the_least_served_units_and_an_exclusion_returns_them_at_once() {
     let app = spawn_app().await;
-    app.create_synthetic_study("loads", config(lenient())).await;
-    // Starts at once: none waits for another, and every assignment (16 main + 2 catch) is counted.
-    let starts = (0..12).map(|i| app.participant("loads", json!({"external_id": format!("p{i}")})));
-    futures_util::future::join_all(starts).await;
-    loads_match_assignments(&app).await;
-    assert_eq!(served_total(&app).await, 12 * 18);
-
-    assert!(!complete_one(&app, "loads", "valid").await.0);
-    loads_match_assignments(&app).await;
-    assert_eq!(served_total(&app).await, 13 * 18);
-    let study_id: i64 = app
-        .count("SELECT id FROM studies WHERE slug = 'loads'")
-        .await;
-    let mut conn = app.pool.acquire().await.unwrap();
-    // The IMI defaults exclude the hurried completed session: its trials go back to the pool, and
-    // come back out of it when the thresholds are relaxed again.
-    let reevaluate = meilab::study::exclusion::reevaluate_study;
-    let strict = ExclusionThresholds::default();
-    assert_eq!(reevaluate(&mut conn, study_id, &strict).await.unwrap(), 1);
-    loads_match_assignments(&app).await;
-    assert_eq!(served_total(&app).await, 12 * 18);
-    assert_eq!(
-        reevaluate(&mut conn, study_id, &lenient()).await.unwrap(),
-        0
+    // 16 units, 8 per session.
+    let eight = StudyConfig {
+        trials_per_session: 8,
+        catch_per_session: 0,
+        ..config(ExclusionThresholds::default())
+    };
+    app.create_synthetic_study("least", eight).await;
+    let a = app.participant("least", json!({"external_id": "a"})).await;
+    let b = app.participant("least", json!({"external_id": "b"})).await;
+    let (units_a, units_b) = (
+        units_of(&app, &a.token).await,
+        units_of(&app, &b.token).await,
     );
-    loads_match_assignments(&app).await;
-    assert_eq!(served_total(&app).await, 13 * 18);
+    assert_eq!(units_a.len(), 8);
+    assert!(
+        units_b.iter().all(|u| !units_a.contains(u)),
+        "the second session takes the 8 units the first did not: {units_a:?} {units_b:?}"
+    );
 
-    // A withdrawn participant's trials go back to the pool.
-    let session: i64 = app
-        .count("SELECT id FROM sessions WHERE stage = 'consent' ORDER BY id LIMIT 1")
-        .await;
-    meilab::db::sessions::delete(&mut conn, session)
+    // The first session finishes too fast and is excluded: its units are the least served again.
+    a.consent_and_read_instructions().await;
+    a.answer_everything().await;
+    assert_eq!(a.finish(json!({})).await.0, 200);
+    let excluded: bool = sqlx::query_scalar("SELECT excluded FROM sessions WHERE token = $1")
+        .bind(&a.token)
+        .fetch_one(&app.pool)
         .await
         .unwrap();
-    loads_match_assignments(&app).await;
-    assert_eq!(served_total(&app).await, 12 * 18);
+    assert!(excluded);
+    let c = app.participant("least", json!({"external_id": "c"})).await;
+    assert_eq!(units_of(&app, &c.token).await, units_a);
 }

@@ -522,9 +522,8 @@ pub async fn delete(conn: &mut PgConnection, session_id: i64) -> sqlx::Result<De
     })
 }
 
-/// The main and catch trials of a study with how many sessions that were not excluded had each (kept by
-/// triggers in `trial_loads`). Starts take no turns, so scheduling is least-served first as of each
-/// start's snapshot, which differs from the truth only by the starts still in flight.
+/// The main and catch trials of a study with how many sessions that were not excluded had each, in one
+/// read: the study's valid sessions' assignments counted by trial.
 pub async fn schedule_loads(
     conn: &mut PgConnection,
     study_id: i64,
@@ -533,14 +532,14 @@ pub async fn schedule_loads(
     Vec<crate::study::schedule::TrialLoad>,
 )> {
     let rows = sqlx::query!(
-        r#"SELECT t.id, t.unit_id, t.kind, coalesce(l.served, 0)::bigint AS "served!"
+        r#"SELECT t.id, t.unit_id, t.kind, coalesce(c.served, 0) AS "served!"
            FROM trials t
            LEFT JOIN (
-             SELECT l.trial_id, sum(l.served) AS served
-             FROM trial_loads l JOIN trials lt ON lt.id = l.trial_id
-             WHERE lt.study_id = $1
-             GROUP BY l.trial_id
-           ) l ON l.trial_id = t.id
+             SELECT a.trial_id, count(*) AS served
+             FROM sessions s JOIN assignments a ON a.session_id = s.id
+             WHERE s.study_id = $1 AND NOT s.excluded
+             GROUP BY a.trial_id
+           ) c ON c.trial_id = t.id
            WHERE t.study_id = $1 AND t.kind IN ('main', 'catch')
            ORDER BY t.id"#,
         study_id
@@ -633,6 +632,16 @@ pub async fn current_block(conn: &mut PgConnection, token: &str) -> sqlx::Result
            WHERE s.token = $1
            ORDER BY a.position"#,
         token
+    )
+    .fetch_all(conn)
+    .await
+}
+
+/// The trials of a session's main block (for returning them to the pool when it is excluded).
+pub async fn main_trials(conn: &mut PgConnection, session_id: i64) -> sqlx::Result<Vec<i64>> {
+    sqlx::query_scalar!(
+        "SELECT trial_id FROM assignments WHERE session_id = $1 AND attempt = 0",
+        session_id
     )
     .fetch_all(conn)
     .await

@@ -10,30 +10,39 @@
 //! assigned), and every answer the block cannot vouch for takes the locked path of [`participation`],
 //! after which the block is read again. Blocks older than [`BLOCK_TTL`] are read again too, which bounds
 //! how long another process's changes go unseen.
+//!
+//! Session starts schedule from each study's per-trial loads (assignments of sessions not excluded),
+//! read from the database at most every [`LOADS_TTL`] and counted forward here: each start's assignments
+//! are added and an excluded session's are taken back as they happen in this process. Starts in this
+//! process therefore always see each other; starts in other processes are seen within [`LOADS_TTL`].
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use sqlx::PgPool;
+use sqlx::{PgConnection, PgPool};
 use tokio::sync::{mpsc, oneshot, Semaphore};
 
 use super::participation::{self, Answer, Reply, TrialView};
 use crate::db;
 use crate::db::responses::{Checked, NewResponse};
 use crate::error::AppError;
+use crate::study::schedule::{Slot as Assigned, TrialLoad};
 use crate::study::StudyConfig;
 
 /// A cached block is read again from the database after this long.
 pub const BLOCK_TTL: Duration = Duration::from_secs(30);
+/// A study's loads are read again from the database after this long.
+pub const LOADS_TTL: Duration = Duration::from_secs(10);
 /// Sessions kept in memory (about twice this at most, in two generations).
 const CAPACITY: usize = 20_000;
 /// Answers stored by one statement at most, and statements in flight at once.
 const MAX_BATCH: usize = 256;
-const WRITERS: usize = 4;
+const WRITERS: usize = 2;
 
 pub struct Live {
     blocks: Mutex<Blocks>,
+    loads: Mutex<HashMap<i64, Loads>>,
     writer: mpsc::Sender<Pending>,
 }
 
@@ -44,8 +53,61 @@ impl Live {
         tokio::spawn(write_batches(pool, queue));
         Self {
             blocks: Mutex::new(Blocks::default()),
+            loads: Mutex::new(HashMap::new()),
             writer,
         }
+    }
+
+    /// A new session's main block: `plan` gets the study's main and catch trials with their loads and
+    /// returns the slots (`None`: the study has no trials), which count as served from then on.
+    pub async fn schedule(
+        &self,
+        conn: &mut PgConnection,
+        study_id: i64,
+        plan: impl FnOnce(&[TrialLoad], &[TrialLoad]) -> Option<Vec<Assigned>>,
+    ) -> Result<Option<Vec<Assigned>>, AppError> {
+        let fresh = self
+            .loads()
+            .get(&study_id)
+            .and_then(|l| l.read)
+            .is_some_and(|read| read.elapsed() < LOADS_TTL);
+        let read = if fresh {
+            None
+        } else {
+            Some(db::sessions::schedule_loads(conn, study_id).await?)
+        };
+        let mut loads = self.loads();
+        if let Some((main, catch)) = read {
+            loads.insert(study_id, Loads::new(main, catch));
+        }
+        let Some(study) = loads.get_mut(&study_id) else {
+            return Ok(None);
+        };
+        let slots = plan(&study.main, &study.catch);
+        for slot in slots.iter().flatten() {
+            study.add(slot.trial_id, 1);
+        }
+        Ok(slots)
+    }
+
+    /// An excluded session's main trials go back to the pool.
+    pub fn unassigned(&self, study_id: i64, trials: &[i64]) {
+        if let Some(study) = self.loads().get_mut(&study_id) {
+            for &trial in trials {
+                study.add(trial, -1);
+            }
+        }
+    }
+
+    /// The study's exclusions were re-evaluated: its loads are read again at the next start.
+    pub fn loads_changed(&self, study_id: i64) {
+        if let Some(study) = self.loads().get_mut(&study_id) {
+            study.read = None;
+        }
+    }
+
+    fn loads(&self) -> std::sync::MutexGuard<'_, HashMap<i64, Loads>> {
+        self.loads.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// The session's next trial; `None` when its current stage has none left.
@@ -123,6 +185,46 @@ impl Live {
     }
 }
 
+/// A study's main and catch trials with their loads, and when they were read (`None`: to be read again).
+struct Loads {
+    main: Vec<TrialLoad>,
+    catch: Vec<TrialLoad>,
+    /// Where each trial is: in `main` (true) or `catch`, at which index.
+    index: HashMap<i64, (bool, usize)>,
+    read: Option<Instant>,
+}
+
+impl Loads {
+    fn new(main: Vec<TrialLoad>, catch: Vec<TrialLoad>) -> Self {
+        let index = main
+            .iter()
+            .enumerate()
+            .map(|(i, t)| (t.trial_id, (true, i)))
+            .chain(
+                catch
+                    .iter()
+                    .enumerate()
+                    .map(|(i, t)| (t.trial_id, (false, i))),
+            )
+            .collect();
+        Self {
+            main,
+            catch,
+            index,
+            read: Some(Instant::now()),
+        }
+    }
+
+    fn add(&mut self, trial: i64, delta: i64) {
+        let load = match self.index.get(&trial) {
+            Some(&(true, i)) => &mut self.main[i],
+            Some(&(false, i)) => &mut self.catch[i],
+            None => return,
+        };
+        load.served = (load.served + delta).max(0);
+    }
+}
+
 /// The cached blocks in two generations: when the current one is full it becomes the previous one,
 /// and what was not used since is dropped. Trials are shared between sessions.
 #[derive(Default)]
@@ -170,7 +272,8 @@ struct Trial {
     min_refs: Vec<String>,
 }
 
-struct Slot {
+/// A position of a block.
+struct Place {
     position: i32,
     attempt: i32,
     max_first: bool,
@@ -187,7 +290,7 @@ struct Block {
     feedback: bool,
     lock_ms: i64,
     max_side: &'static str,
-    slots: Vec<Slot>,
+    places: Vec<Place>,
     loaded: Instant,
 }
 
@@ -210,7 +313,7 @@ impl Block {
             feedback: config.feedback,
             lock_ms: config.lock_ms,
             max_side: config.max_side.as_str(),
-            slots: Vec::with_capacity(rows.len()),
+            places: Vec::with_capacity(rows.len()),
             loaded: Instant::now(),
         };
         for row in rows {
@@ -226,7 +329,7 @@ impl Block {
                     })
                 })
                 .clone();
-            block.slots.push(Slot {
+            block.places.push(Place {
                 position: row.position,
                 attempt: row.attempt,
                 max_first: row.max_first,
@@ -238,7 +341,7 @@ impl Block {
     }
 
     fn next_view(&self) -> Option<TrialView> {
-        let slot = self.slots.iter().find(|s| !s.answered)?;
+        let slot = self.places.iter().find(|s| !s.answered)?;
         let trial = &slot.trial;
         let (max, min) = (trial.max_query.clone(), trial.min_query.clone());
         Some(TrialView {
@@ -262,7 +365,7 @@ impl Block {
 
     /// The answer and its reply when it is for the block's current trial and does not end the block.
     fn check(&self, answer: &Answer) -> Option<(Checked, Reply)> {
-        let mut open = self.slots.iter().filter(|s| !s.answered);
+        let mut open = self.places.iter().filter(|s| !s.answered);
         let current = open.next()?;
         let following = open.next()?.position;
         if current.position != answer.position {
@@ -297,7 +400,7 @@ impl Block {
     }
 
     fn mark_answered(&mut self, position: i32) {
-        if let Some(slot) = self.slots.iter_mut().find(|s| s.position == position) {
+        if let Some(slot) = self.places.iter_mut().find(|s| s.position == position) {
             if !slot.answered && !self.practice {
                 self.main_answered += 1;
             }

@@ -14,6 +14,7 @@ use crate::db::{self, sessions::Session, studies::Study};
 use crate::error::AppError;
 use crate::stimuli::TrialKind;
 use crate::study::exclusion;
+use crate::study::live::Live;
 use crate::study::recruit::{ParticipantKey, Source};
 use crate::study::schedule::{self, practice_round, session_schedule};
 use crate::study::StudyConfig;
@@ -118,6 +119,7 @@ pub struct Completion {
 /// Starts a session, or resumes the one of the same external id; `true` when new.
 pub async fn start(
     conn: &mut PgConnection,
+    live: &Live,
     key: &ParticipantKey,
     slug: &str,
     new: NewSession,
@@ -156,21 +158,27 @@ pub async fn start(
         return resume(existing.ok_or_else(|| AppError::NotFound("session vanished".into()))?);
     };
 
-    let (main, catch) = db::sessions::schedule_loads(conn, study.id).await?;
-    if main.is_empty() {
+    let config = &study.config;
+    let mut rng = schedule::rng_for(config.seed, session_id, 0);
+    let planned = live
+        .schedule(conn, study.id, |main, catch| {
+            (!main.is_empty()).then(|| {
+                session_schedule(
+                    main,
+                    catch,
+                    config.trials_per_session as usize,
+                    config.catch_per_session as usize,
+                    &mut rng,
+                )
+            })
+        })
+        .await?;
+    let Some(slots) = planned else {
         return Err(AppError::conflict(
             "no_trials",
             "this study has no trials yet",
         ));
-    }
-    let config = &study.config;
-    let slots = session_schedule(
-        &main,
-        &catch,
-        config.trials_per_session as usize,
-        config.catch_per_session as usize,
-        &mut schedule::rng_for(config.seed, session_id, 0),
-    );
+    };
     db::sessions::assign_main(conn, session_id, &slots).await?;
     Ok((
         Started {
@@ -644,12 +652,19 @@ pub(crate) fn check_answer(answer: &Answer) -> Result<(), AppError> {
     Ok(())
 }
 
+/// A finished session: its completion code, and the study and main trials that went back to the pool
+/// when the session was excluded.
+pub struct Finished {
+    pub completion: Completion,
+    pub returned: Option<(i64, Vec<i64>)>,
+}
+
 /// Ends the session after the debrief; finishing again returns the same code.
 pub async fn finish(
     conn: &mut PgConnection,
     token: &str,
     feedback: Option<String>,
-) -> Result<Completion, AppError> {
+) -> Result<Finished, AppError> {
     let (session, study) = session_and_study(conn, token, true).await?;
     let feedback = feedback
         .map(|f| f.trim().to_string())
@@ -669,11 +684,15 @@ pub async fn finish(
             "feedback must not contain NUL characters",
         ));
     }
+    let mut returned = None;
     let code = match session.stage.as_str() {
         stage::DEBRIEF => {
             let code = study.config.completion.code.clone();
             db::sessions::complete(conn, session.id, &code, feedback.as_deref()).await?;
-            exclusion::apply(conn, session.id, &study.config.exclusion).await?;
+            if exclusion::apply(conn, session.id, &study.config.exclusion).await? {
+                let trials = db::sessions::main_trials(conn, session.id).await?;
+                returned = Some((study.id, trials));
+            }
             code
         }
         stage::COMPLETE => session
@@ -686,8 +705,11 @@ pub async fn finish(
             ))
         }
     };
-    Ok(Completion {
-        completion_code: code,
-        redirect_url: study.config.redirect_url(),
+    Ok(Finished {
+        completion: Completion {
+            completion_code: code,
+            redirect_url: study.config.redirect_url(),
+        },
+        returned,
     })
 }

@@ -390,10 +390,14 @@ async fn update(
         &config,
     )
     .await?;
-    if config.exclusion != study.config.exclusion {
+    let reevaluated = config.exclusion != study.config.exclusion;
+    if reevaluated {
         exclusion::reevaluate_study(&mut tx, study.id, &config.exclusion).await?;
     }
     tx.commit().await?;
+    if reevaluated {
+        state.live.loads_changed(study.id);
+    }
     tracing::info!(admin = %admin.username, study = study.id, "study settings saved");
     Ok(see_other(&format!(
         "/admin/studies/{}?notice=saved",

@@ -63,7 +63,8 @@ pub(crate) async fn create(
     }
     let new: NewSession = optional_json(&body.map_err(super::payload_error)?)?;
     let mut tx = state.pool.begin().await?;
-    let (started, created) = participation::start(&mut tx, &state.key, &slug, new).await?;
+    let (started, created) =
+        participation::start(&mut tx, &state.live, &state.key, &slug, new).await?;
     tx.commit().await?;
     Ok(if created {
         HttpResponse::Created().json(started)
@@ -225,9 +226,12 @@ pub(crate) async fn finish(
 ) -> Result<HttpResponse, AppError> {
     let body: FinishBody = optional_json(&body.map_err(super::payload_error)?)?;
     let mut tx = state.pool.begin().await?;
-    let completion = participation::finish(&mut tx, &token, body.feedback).await?;
+    let finished = participation::finish(&mut tx, &token, body.feedback).await?;
     tx.commit().await?;
-    Ok(HttpResponse::Ok().json(completion))
+    if let Some((study, trials)) = &finished.returned {
+        state.live.unassigned(*study, trials);
+    }
+    Ok(HttpResponse::Ok().json(finished.completion))
 }
 
 /// A JSON body that may be left out entirely.
