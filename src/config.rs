@@ -22,7 +22,8 @@ pub struct Settings {
     pub database_url: Option<SecretString>,
     /// Base URL printed in links (default `http://<bind>`).
     pub public_url: Option<String>,
-    /// Database connections per process (default 16).
+    /// Database connections per process (default 4 per CPU core, 8 to 32): more only queue in
+    /// PostgreSQL, whose backends share the same cores.
     pub db_pool_size: u32,
     /// New participant sessions one IP address may start per minute, all at once if it likes
     /// (default 1000; 0 = no limit). `meilab loadtest` from one machine needs at least its participant count.
@@ -33,13 +34,18 @@ pub struct Settings {
     pub secret: Option<SecretString>,
 }
 
+fn default_pool_size() -> i64 {
+    let cores = std::thread::available_parallelism().map_or(2, |n| n.get()) as i64;
+    (4 * cores).clamp(8, 32)
+}
+
 impl Settings {
     /// `file`: an explicit config file (must exist); otherwise `meilab.toml` is read if present.
     pub fn load(file: Option<&Path>) -> anyhow::Result<Self> {
         let mut builder = config::Config::builder()
             .set_default("bind", "127.0.0.1:8080")?
             .set_default("data_dir", "./meilab-data")?
-            .set_default("db_pool_size", 16)?
+            .set_default("db_pool_size", default_pool_size())?
             .set_default(
                 "sessions_per_ip_per_minute",
                 crate::web::api::limit::DEFAULT_PER_MINUTE,

@@ -41,7 +41,7 @@ const MAX_BATCH: usize = 256;
 const WRITERS: usize = 2;
 
 pub struct Live {
-    blocks: Mutex<Blocks>,
+    blocks: Arc<Mutex<Blocks>>,
     loads: Mutex<HashMap<i64, Loads>>,
     writer: mpsc::Sender<Pending>,
 }
@@ -50,9 +50,10 @@ impl Live {
     /// Starts the writer on the current Tokio runtime.
     pub fn start(pool: PgPool) -> Self {
         let (writer, queue) = mpsc::channel(4 * MAX_BATCH);
-        tokio::spawn(write_batches(pool, queue));
+        let blocks = Arc::new(Mutex::new(Blocks::default()));
+        tokio::spawn(write_batches(pool, queue, blocks.clone()));
         Self {
-            blocks: Mutex::new(Blocks::default()),
+            blocks,
             loads: Mutex::new(HashMap::new()),
             writer,
         }
@@ -107,7 +108,7 @@ impl Live {
     }
 
     fn loads(&self) -> std::sync::MutexGuard<'_, HashMap<i64, Loads>> {
-        self.loads.lock().unwrap_or_else(|e| e.into_inner())
+        lock(&self.loads)
     }
 
     /// The session's next trial; `None` when its current stage has none left.
@@ -151,15 +152,14 @@ impl Live {
         let known = cached.is_some();
         if let Some(Some((checked, reply))) = cached {
             let (done, stored) = oneshot::channel();
-            let pending = Pending { checked, done };
+            let pending = Pending {
+                token: token.to_string(),
+                checked,
+                done,
+            };
             if self.writer.send(pending).await.is_ok() {
                 match stored.await.unwrap_or(Ok(false)) {
-                    Ok(true) => {
-                        if let Some(block) = self.blocks().get_mut(token) {
-                            block.mark_answered(answer.position);
-                        }
-                        return Ok(reply);
-                    }
+                    Ok(true) => return Ok(reply),
                     Ok(false) => {}
                     Err(e) => return Err(e),
                 }
@@ -181,7 +181,7 @@ impl Live {
     }
 
     fn blocks(&self) -> std::sync::MutexGuard<'_, Blocks> {
-        self.blocks.lock().unwrap_or_else(|e| e.into_inner())
+        lock(&self.blocks)
     }
 }
 
@@ -411,13 +411,18 @@ impl Block {
 
 /// An answer waiting for the writer, and where to say whether it was stored.
 struct Pending {
+    token: String,
     checked: Checked,
     done: oneshot::Sender<Result<bool, AppError>>,
 }
 
 /// Takes what is queued (up to [`MAX_BATCH`]) as one statement, with up to [`WRITERS`] in flight: under
 /// load the queue grows while statements run, so batches grow with the load.
-async fn write_batches(pool: PgPool, mut queue: mpsc::Receiver<Pending>) {
+async fn write_batches(
+    pool: PgPool,
+    mut queue: mpsc::Receiver<Pending>,
+    blocks: Arc<Mutex<Blocks>>,
+) {
     let writers = Arc::new(Semaphore::new(WRITERS));
     while let Some(first) = queue.recv().await {
         let Ok(permit) = writers.clone().acquire_owned().await else {
@@ -430,9 +435,9 @@ async fn write_batches(pool: PgPool, mut queue: mpsc::Receiver<Pending>) {
                 Err(_) => break,
             }
         }
-        let pool = pool.clone();
+        let (pool, blocks) = (pool.clone(), blocks.clone());
         tokio::spawn(async move {
-            write_batch(&pool, batch).await;
+            write_batch(&pool, &blocks, batch).await;
             drop(permit);
         });
     }
@@ -441,7 +446,7 @@ async fn write_batches(pool: PgPool, mut queue: mpsc::Receiver<Pending>) {
 /// Stores a batch and tells each sender whether its answer was stored. A second answer under the same
 /// response id in one batch is left to the locked path, which replays or refuses it; so is everything
 /// when the statement fails for any reason but an unreachable database (that is a 503 for all).
-async fn write_batch(pool: &PgPool, batch: Vec<Pending>) {
+async fn write_batch(pool: &PgPool, blocks: &Mutex<Blocks>, batch: Vec<Pending>) {
     let mut seen = HashSet::new();
     let (first, repeated): (Vec<Pending>, Vec<Pending>) = batch
         .into_iter()
@@ -457,6 +462,17 @@ async fn write_batch(pool: &PgPool, batch: Vec<Pending>) {
     match stored {
         Ok(ids) => {
             let ids: HashSet<uuid::Uuid> = ids.into_iter().collect();
+            // The blocks learn of the stored answers here, not in the requests, which a client that
+            // goes away would cancel.
+            let mut blocks = lock(blocks);
+            for pending in &first {
+                if ids.contains(&pending.checked.response.response_id) {
+                    if let Some(block) = blocks.get_mut(&pending.token) {
+                        block.mark_answered(pending.checked.response.position);
+                    }
+                }
+            }
+            drop(blocks);
             for pending in first {
                 let stored = ids.contains(&pending.checked.response.response_id);
                 let _ = pending.done.send(Ok(stored));
@@ -473,4 +489,8 @@ async fn write_batch(pool: &PgPool, batch: Vec<Pending>) {
             }
         }
     }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|e| e.into_inner())
 }
