@@ -132,13 +132,32 @@ pub async fn set_main_total(
     .map(|_| ())
 }
 
-/// Counts a new practice round and returns its number (1 for the first).
-pub async fn next_practice_attempt(conn: &mut PgConnection, session_id: i64) -> sqlx::Result<i32> {
-    sqlx::query_scalar!(
-        "UPDATE sessions SET practice_attempts = practice_attempts + 1 WHERE id = $1 RETURNING practice_attempts",
+/// Counts a new practice round: its number (1 for the first) and the position after the session's last
+/// assignment, where the round starts.
+pub async fn next_practice_round(
+    conn: &mut PgConnection,
+    session_id: i64,
+) -> sqlx::Result<(i32, i32)> {
+    let row = sqlx::query!(
+        r#"UPDATE sessions SET practice_attempts = practice_attempts + 1 WHERE id = $1
+           RETURNING practice_attempts,
+             (SELECT coalesce(max(a.position) + 1, 0) FROM assignments a WHERE a.session_id = $1) AS "end!""#,
         session_id
     )
     .fetch_one(conn)
+    .await?;
+    Ok((row.practice_attempts, row.end))
+}
+
+/// Records consent of the session of `token` if it is at the consent stage; returns its new stage.
+pub async fn consent(conn: &mut PgConnection, token: &str) -> sqlx::Result<Option<String>> {
+    sqlx::query_scalar!(
+        "UPDATE sessions SET consented_at = now(), stage = 'instructions'
+         WHERE token = $1 AND stage = 'consent'
+         RETURNING stage",
+        token
+    )
+    .fetch_optional(conn)
     .await
 }
 
@@ -232,16 +251,6 @@ pub async fn progress(
         from,
         to,
         attempt
-    )
-    .fetch_one(conn)
-    .await
-}
-
-/// The position after the last assignment (where a new practice round starts).
-pub async fn end_position(conn: &mut PgConnection, session_id: i64) -> sqlx::Result<i32> {
-    sqlx::query_scalar!(
-        r#"SELECT coalesce(max(position) + 1, 0) AS "end!" FROM assignments WHERE session_id = $1"#,
-        session_id
     )
     .fetch_one(conn)
     .await

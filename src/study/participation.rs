@@ -314,12 +314,13 @@ pub async fn state(conn: &mut PgConnection, token: &str) -> Result<SessionState,
 
 /// Records consent; repeating it later is harmless.
 pub async fn consent(conn: &mut PgConnection, token: &str) -> Result<String, AppError> {
-    let (session, _) = session_and_study(conn, token, true).await?;
-    if session.stage != stage::CONSENT {
-        return Ok(session.stage);
+    if let Some(stage) = db::sessions::consent(conn, token).await? {
+        return Ok(stage);
     }
-    db::sessions::advance(conn, session.id, stage::INSTRUCTIONS).await?;
-    Ok(stage::INSTRUCTIONS.into())
+    let session = db::sessions::by_token(conn, token)
+        .await?
+        .ok_or_else(|| AppError::NotFound("unknown session".into()))?;
+    Ok(session.stage)
 }
 
 /// Ends the instructions (their time is recorded) and starts the practice, if the study has one.
@@ -357,10 +358,8 @@ async fn start_practice_round(
     config: &StudyConfig,
     practice: &[i64],
 ) -> Result<i32, AppError> {
-    let attempt = db::sessions::next_practice_attempt(conn, session_id).await?;
-    let first = db::sessions::end_position(conn, session_id)
-        .await?
-        .max(main_total);
+    let (attempt, end) = db::sessions::next_practice_round(conn, session_id).await?;
+    let first = end.max(main_total);
     let mut rng = schedule::rng_for(config.seed, session_id, attempt as u64);
     let slots = practice_round(practice, config.practice.trials as usize, &mut rng);
     db::sessions::assign(conn, session_id, first, attempt, &slots).await?;

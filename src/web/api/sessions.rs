@@ -108,9 +108,9 @@ pub(crate) async fn consent(
     state: web::Data<AppState>,
     token: web::Path<String>,
 ) -> Result<HttpResponse, AppError> {
-    let mut tx = state.pool.begin().await?;
-    let stage = participation::consent(&mut tx, &token).await?;
-    tx.commit().await?;
+    // One autocommitted statement.
+    let mut conn = state.pool.acquire().await?;
+    let stage = participation::consent(&mut conn, &token).await?;
     Ok(HttpResponse::Ok().json(StageReply { stage }))
 }
 
