@@ -240,8 +240,17 @@ impl Browser {
             .unwrap_or_else(|e| panic!("type into {css}: {e}"));
     }
 
+    /// The text of `css`; found again if the page replaced it meanwhile (live counts refresh).
     pub async fn text(&self, css: &str) -> String {
-        self.wait(css).await.text().await.expect("element text")
+        for _ in 0..20 {
+            match self.wait(css).await.text().await {
+                Ok(text) => return text,
+                Err(fantoccini::error::CmdError::Standard(e))
+                    if e.error == fantoccini::error::ErrorStatus::StaleElementReference => {}
+                Err(e) => panic!("text of {css}: {e}"),
+            }
+        }
+        panic!("{css} kept being replaced")
     }
 
     /// Saves what the window shows as `target/screenshots/<name>.png`.
