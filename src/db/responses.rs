@@ -13,16 +13,6 @@ pub struct NewResponse {
     pub client_at: Option<DateTime<Utc>>,
 }
 
-/// What a participant sent for a trial.
-pub struct Answered {
-    pub response_id: Uuid,
-    pub position: i32,
-    pub chosen: i16,
-    pub confidence: i16,
-    pub rt_ms: i32,
-    pub client_at: Option<DateTime<Utc>>,
-}
-
 /// Stores the response with the reply its sender gets, now and on every retry of the same id.
 pub async fn insert(
     conn: &mut PgConnection,
@@ -45,57 +35,6 @@ pub async fn insert(
     .execute(conn)
     .await
     .map(|_| ())
-}
-
-/// The answer to a session's current trial, as one autocommitted statement: checked against the
-/// session of `token` and stored with its reply when its session is at a stage that takes answers,
-/// `position` is the first unanswered trial of the block, the answer does not end the block and its id
-/// is new. Returns the stored reply; `None` when nothing was stored (an error, a replay, a race or the
-/// end of a block), which the locked path then sorts out. The reply is the one that path would give:
-/// feedback in practice or when the study gives it, the block's next unanswered position, the stage.
-pub async fn insert_current(
-    conn: &mut PgConnection,
-    token: &str,
-    r: &Answered,
-) -> sqlx::Result<Option<serde_json::Value>> {
-    sqlx::query_scalar!(
-        r#"WITH block AS (
-             SELECT s.id, s.stage, coalesce((st.config->>'feedback')::boolean, false) AS feedback,
-                    a.max_first, a.position, r.response_id AS answered
-             FROM sessions s
-             JOIN studies st ON st.id = s.study_id
-             JOIN assignments a ON a.session_id = s.id
-             LEFT JOIN responses r ON r.session_id = a.session_id AND r.position = a.position
-             WHERE s.token = $1 AND CASE s.stage
-               WHEN 'practice' THEN a.position >= s.main_total AND a.attempt = s.practice_attempts
-               WHEN 'trials' THEN a.position < s.main_total AND a.attempt = 0
-               ELSE false END
-           ), current AS (
-             SELECT b.id, b.stage, b.feedback, (($4::smallint = 0) = b.max_first) AS correct,
-                    (SELECT min(n.position) FROM block n WHERE n.answered IS NULL AND n.position > $2) AS following
-             FROM block b
-             WHERE b.position = $2
-               AND b.position = (SELECT min(e.position) FROM block e WHERE e.answered IS NULL)
-               AND (SELECT count(*) FROM block u WHERE u.answered IS NULL) > 1
-           )
-           INSERT INTO responses (response_id, session_id, position, chosen, correct, confidence, rt_ms, client_at, reply)
-           SELECT $3, c.id, $2, $4, c.correct, $5, $6, $7,
-                  jsonb_build_object(
-                    'correct', CASE WHEN c.stage = 'practice' OR c.feedback THEN c.correct END,
-                    'next_position', c.following, 'stage', c.stage, 'practice_round', NULL)
-           FROM current c
-           ON CONFLICT DO NOTHING
-           RETURNING reply"#,
-        token,
-        r.position,
-        r.response_id,
-        r.chosen,
-        r.confidence,
-        r.rt_ms,
-        r.client_at
-    )
-    .fetch_optional(conn)
-    .await
 }
 
 /// A checked answer, ready to store with its reply.

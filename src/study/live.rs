@@ -25,7 +25,7 @@ use tokio::sync::{mpsc, oneshot, Semaphore};
 
 use super::participation::{self, Answer, Reply, TrialView};
 use crate::db;
-use crate::db::responses::{Checked, NewResponse};
+use crate::db::responses::Checked;
 use crate::error::AppError;
 use crate::study::schedule::{Slot as Assigned, TrialLoad};
 use crate::study::StudyConfig;
@@ -122,16 +122,8 @@ impl Live {
             return Ok(cached);
         }
         let mut conn = pool.acquire().await?;
-        let rows = db::sessions::current_block(&mut conn, token).await?;
-        let loaded = {
-            let mut blocks = self.blocks();
-            let block = Block::from_rows(rows, &mut blocks.trials)?;
-            block.and_then(|block| {
-                let view = block.next_view();
-                blocks.insert(token, block);
-                view
-            })
-        };
+        self.load(&mut conn, token).await?;
+        let loaded = self.blocks().get(token).and_then(Block::next_view);
         match loaded {
             Some(view) => Ok(Some(view)),
             // No trials at this stage, or an unknown session: the database path answers.
@@ -147,10 +139,12 @@ impl Live {
         answer: Answer,
     ) -> Result<Reply, AppError> {
         participation::check_answer(&answer)?;
-        let cached = self.blocks().get(token).map(|b| b.check(&answer));
-        // A cached block that does not vouch for the answer sends it straight to the lock.
-        let known = cached.is_some();
-        if let Some(Some((checked, reply))) = cached {
+        if self.blocks().get(token).is_none() {
+            let mut conn = pool.acquire().await?;
+            self.load(&mut conn, token).await?;
+        }
+        let checked = self.blocks().get(token).and_then(|b| b.check(&answer));
+        if let Some((checked, reply)) = checked {
             let (done, stored) = oneshot::channel();
             let pending = Pending {
                 token: token.to_string(),
@@ -165,19 +159,23 @@ impl Live {
                 }
             }
         }
+        // What the block cannot vouch for takes the lock; the session may move on, so its block is
+        // read again next time.
         let mut conn = pool.acquire().await?;
-        let outcome = if known {
-            participation::respond_with_lock(&mut conn, token, answer).await
-        } else {
-            participation::respond(&mut conn, token, answer).await
-        };
+        let outcome = participation::respond(&mut conn, token, answer).await;
         self.blocks().remove(token);
         outcome
     }
 
-    /// Drops what is kept of a session (after its stage changed elsewhere in this process).
-    pub fn forget(&self, token: &str) {
-        self.blocks().remove(token);
+    /// Reads the session's current block into memory; nothing is kept for an unknown session or a
+    /// stage without trials.
+    async fn load(&self, conn: &mut PgConnection, token: &str) -> Result<(), AppError> {
+        let rows = db::sessions::current_block(conn, token).await?;
+        let mut blocks = self.blocks();
+        if let Some(block) = Block::from_rows(rows, &mut blocks.trials)? {
+            blocks.insert(token, block);
+        }
+        Ok(())
     }
 
     fn blocks(&self) -> std::sync::MutexGuard<'_, Blocks> {
@@ -384,16 +382,7 @@ impl Block {
             practice_round: None,
         };
         let checked = Checked {
-            response: NewResponse {
-                response_id: answer.response_id,
-                session_id: self.session_id,
-                position: answer.position,
-                chosen: answer.chosen as i16,
-                correct,
-                confidence: answer.confidence as i16,
-                rt_ms: answer.rt_ms as i32,
-                client_at: answer.client_ts,
-            },
+            response: answer.response(self.session_id, correct),
             reply: serde_json::to_value(&reply).ok()?,
         };
         Some((checked, reply))

@@ -96,6 +96,22 @@ pub struct Answer {
     pub client_ts: Option<DateTime<Utc>>,
 }
 
+impl Answer {
+    /// The row that stores this answer for `session_id`.
+    pub(crate) fn response(&self, session_id: i64, correct: bool) -> db::responses::NewResponse {
+        db::responses::NewResponse {
+            response_id: self.response_id,
+            session_id,
+            position: self.position,
+            chosen: self.chosen as i16,
+            correct,
+            confidence: self.confidence as i16,
+            rt_ms: self.rt_ms as i32,
+            client_at: self.client_ts,
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct Reply {
     pub correct: Option<bool>,
@@ -408,45 +424,16 @@ pub async fn next_trial(
     }))
 }
 
-/// Takes one answer and stores it with its reply; acknowledged only once committed. The common answer
-/// (a new one, in order, that does not end its block) is checked and stored by one autocommitted
-/// statement; anything else (errors, replays, races, the end of a block) takes the locked path, which
-/// tells them apart and moves the session on. Retried answers get their stored reply.
+/// Takes one answer with the session locked and stores it with its reply; acknowledged only once
+/// committed. This is the authoritative path: it tells replays, errors and races apart and moves the
+/// session on at the end of a block. Retried answers get their stored reply.
 pub async fn respond(
     conn: &mut PgConnection,
     token: &str,
     answer: Answer,
 ) -> Result<Reply, AppError> {
     check_answer(&answer)?;
-    let current = db::responses::Answered {
-        response_id: answer.response_id,
-        position: answer.position,
-        chosen: answer.chosen as i16,
-        confidence: answer.confidence as i16,
-        rt_ms: answer.rt_ms as i32,
-        client_at: answer.client_ts,
-    };
-    match db::responses::insert_current(conn, token, &current).await {
-        Ok(Some(reply)) => {
-            return serde_json::from_value(reply).map_err(|e| AppError::Internal(e.into()))
-        }
-        Ok(None) => {}
-        // The session was deleted meanwhile (a withdrawal): the locked path says so.
-        Err(sqlx::Error::Database(e)) if e.is_foreign_key_violation() => {}
-        Err(e) => return Err(e.into()),
-    }
-    respond_with_lock(conn, token, answer).await
-}
-
-/// [`respond`] without its common path: for answers already known to need the session's lock (the end
-/// of a block, a replay, an error).
-pub async fn respond_with_lock(
-    conn: &mut PgConnection,
-    token: &str,
-    answer: Answer,
-) -> Result<Reply, AppError> {
-    check_answer(&answer)?;
-    // The common path takes no lock, so a copy of this answer sent there may commit between the
+    // The answer writer takes no lock, so a copy of this answer sent there may commit between the
     // locked read and the insert; a second attempt then finds it stored.
     let mut attempts = 0;
     loop {
@@ -547,17 +534,7 @@ async fn store(
     correct: bool,
     reply: &serde_json::Value,
 ) -> sqlx::Result<()> {
-    let response = db::responses::NewResponse {
-        response_id: answer.response_id,
-        session_id,
-        position: answer.position,
-        chosen: answer.chosen as i16,
-        correct,
-        confidence: answer.confidence as i16,
-        rt_ms: answer.rt_ms as i32,
-        client_at: answer.client_ts,
-    };
-    db::responses::insert(conn, &response, reply).await
+    db::responses::insert(conn, &answer.response(session_id, correct), reply).await
 }
 
 /// The answer with the session locked, in the caller's transaction: moves the session on when the
