@@ -26,7 +26,9 @@ const config = {
 };
 
 const storageKeys = {
-  token: `meilab:${config.slug}:token`,
+  // The session token is the participant's only proof of their session (an external id is no secret):
+  // kept per participant id, so a reload or a later visit in this browser resumes it.
+  token: config.externalId ? `meilab:${config.slug}:token:${config.externalId}` : `meilab:${config.slug}:token`,
   outbox: `meilab:${config.slug}:outbox`,
   // The completion this browser saw, so a reload of the last page still shows the code.
   completion: `meilab:${config.slug}:completion`,
@@ -306,13 +308,13 @@ function show(name) {
 function showError(error) {
   console.error(error);
   if (error instanceof ApiError && error.code === 'study_not_active') return show('not-open');
-  if (error instanceof ApiError && error.code === 'already_completed') {
+  if (error instanceof ApiError && error.code === 'already_started') {
     // This browser finished the session itself: show its code again rather than a refusal.
     const seen = parseObject(storage.get(storageKeys.completion));
     if (config.externalId && seen.external_id === config.externalId && seen.completion_code) {
       return showComplete(seen, { redirect: false });
     }
-    return show('already-completed');
+    return show('already-started');
   }
   $('error-text').textContent =
     error instanceof ApiError ? error.message : 'The page could not continue. Please try again.';
@@ -349,20 +351,21 @@ async function createSession() {
   if (config.externalId) body.external_id = config.externalId;
   const result = await call('POST', `/studies/${encodeURIComponent(config.slug)}/sessions`, body);
   const data = expectOk(result);
-  if (!config.externalId) storage.set(storageKeys.token, data.token);
+  storage.set(storageKeys.token, data.token);
   return data.token;
 }
 
-/** The session token: by external id from the server, else the one this browser kept, else a new one. */
+/**
+ * The session token this browser kept for this participant id, else a new session. The server never
+ * hands out an existing session for an id alone: another browser with the same id is refused.
+ */
 async function openSession() {
-  if (!config.externalId) {
-    const kept = storage.get(storageKeys.token);
-    if (kept) {
-      const result = await call('GET', sessionPath(kept));
-      if (result.status === 200) return kept;
-      if (result.status !== 404) throw new ApiError(result.status, result.data);
-      storage.remove(storageKeys.token);
-    }
+  const kept = storage.get(storageKeys.token);
+  if (kept) {
+    const result = await call('GET', sessionPath(kept));
+    if (result.status === 200) return kept;
+    if (result.status !== 404) throw new ApiError(result.status, result.data);
+    storage.remove(storageKeys.token);
   }
   return createSession();
 }

@@ -265,6 +265,7 @@ async fn monitoring_and_responses_csv_count_a_completed_session() {
         trials_per_session: 4,
         catch_per_session: 1,
         responses_per_unit: 2,
+        lock_ms: 0,
         exclusion: lenient(),
         ..StudyConfig::default()
     };
@@ -397,4 +398,102 @@ async fn monitoring_and_responses_csv_count_a_completed_session() {
         "excluded sessions are exported"
     );
     assert_eq!(csv.matches(",true,complete,").count(), wrong, "and flagged");
+}
+
+#[tokio::test]
+async fn recruitment_links_ignore_the_host_headers_a_client_sends() {
+    let app = spawn_app().await;
+    app.create_account("owner", Role::Admin).await;
+    let owner = app.login("owner").await;
+    let id = create_study(&owner, "links").await;
+    let overview = owner
+        .request(reqwest::Method::GET, &format!("/admin/studies/{id}"))
+        .header("Host", "evil.example")
+        .header("X-Forwarded-Host", "evil.example")
+        .header("X-Forwarded-Proto", "https")
+        .header("Forwarded", "host=evil.example;proto=https")
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        !overview.contains("evil.example"),
+        "a link names the client's host"
+    );
+    let port = app.address.rsplit(':').next().unwrap();
+    assert!(
+        overview.contains(&format!("http://127.0.0.1:{port}/s/links?")),
+        "links use the server's own address"
+    );
+}
+
+#[tokio::test]
+async fn the_study_form_warns_about_feedback_on_main_trials_which_is_off_by_default() {
+    let app = spawn_app().await;
+    app.create_account("owner", Role::Admin).await;
+    let owner = app.login("owner").await;
+    let (status, form) = owner.text("/admin/studies/new").await;
+    assert_eq!(status, 200);
+    let checkbox = form
+        .lines()
+        .find(|l| l.contains("data-testid=\"field-feedback\""))
+        .expect("the feedback checkbox");
+    assert!(!checkbox.contains("checked"), "feedback is off by default");
+    assert!(form.contains("data-testid=\"feedback-warning\""));
+    assert!(form.contains("tells every participant which image was the right one"));
+}
+
+#[tokio::test]
+async fn a_refused_start_shows_on_the_monitor_and_an_admin_can_reset_the_participant() {
+    let app = spawn_app().await;
+    let config = StudyConfig {
+        lock_ms: 0,
+        ..StudyConfig::default()
+    };
+    let study = app.create_synthetic_study("claimed", config).await;
+    app.create_account("owner", Role::Admin).await;
+    app.create_account("reader", Role::Researcher).await;
+    let (status, _) = app
+        .join("claimed", serde_json::json!({"external_id": "4711"}))
+        .await;
+    assert_eq!(status, 201);
+    // The real participant, in another browser, is refused; the dashboard shows it.
+    let (status, _) = app
+        .join("claimed", serde_json::json!({"external_id": "4711"}))
+        .await;
+    assert_eq!(status, 409);
+    let owner = app.login("owner").await;
+    let (_, monitor) = owner.text(&format!("/admin/studies/{study}/monitor")).await;
+    let refused = &monitor[monitor
+        .find("data-testid=\"refused-starts\"")
+        .expect("the list")..];
+    assert!(
+        refused.contains("<td class=\"num\">1</td>"),
+        "one refused start listed"
+    );
+
+    let path = format!("/admin/studies/{study}/participants/reset");
+    // Not without the CSRF token, not for a researcher.
+    let forged = owner.post_raw(&path, &[("external_id", "4711")]).await;
+    assert_eq!(forged.status(), 403);
+    let reader = app.login("reader").await;
+    let denied = reader.post(&path, &[("external_id", "4711")]).await;
+    assert_eq!(denied.status(), 403);
+    let blank = owner.post(&path, &[("external_id", "  ")]).await;
+    assert_eq!(blank.status(), 400);
+    assert_eq!(app.count("SELECT count(*) FROM sessions").await, 1);
+
+    let reset = owner.post(&path, &[("external_id", "4711")]).await;
+    assert_eq!(reset.status(), 303);
+    assert!(location(&reset).ends_with("monitor?participant=reset"));
+    assert_eq!(app.count("SELECT count(*) FROM sessions").await, 0);
+    let (status, _) = app
+        .join("claimed", serde_json::json!({"external_id": "4711"}))
+        .await;
+    assert_eq!(status, 201, "the participant starts afresh");
+
+    let unknown = owner.post(&path, &[("external_id", "nobody")]).await;
+    assert!(location(&unknown).ends_with("monitor?participant=unknown"));
 }

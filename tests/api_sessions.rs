@@ -17,22 +17,37 @@ fn small_study() -> StudyConfig {
 }
 
 #[tokio::test]
-async fn a_session_is_created_resumed_and_refused_after_completion() {
+async fn a_session_is_created_resumed_by_its_token_and_never_handed_out_for_its_external_id() {
     let app = spawn_app().await;
     app.create_synthetic_study("s1", small_study()).await;
     let who = json!({"external_id": "P-1", "source": "prolific", "params": {"STUDY_ID": "x"}});
-
     let (status, first) = app.join("s1", who.clone()).await;
     assert_eq!((status, first["stage"].as_str()), (201, Some("consent")));
-    let (status, again) = app.join("s1", who.clone()).await;
-    assert_eq!(status, 200);
-    assert_eq!(again["token"], first["token"]);
     let raw_ids = app
         .count("SELECT count(*) FROM sessions WHERE external_id_hash LIKE '%P-1%' OR params::text LIKE '%P-1%'")
         .await;
     assert_eq!(raw_ids, 0, "the raw external id is stored");
 
-    let p = app.participant("s1", who.clone()).await;
+    // Anyone who knows the id (ids are not secrets) gets a refusal without a token, before and after
+    // the participant finished, in the same words.
+    let (status, taken) = app.join("s1", who.clone()).await;
+    assert_eq!(
+        (status, taken["error"].as_str()),
+        (409, Some("already_started")),
+        "{taken}"
+    );
+    assert!(
+        taken.get("token").is_none()
+            && !taken.to_string().contains(first["token"].as_str().unwrap()),
+        "a start by external id handed out the session: {taken}"
+    );
+
+    // The participant's own browser resumes with the token it was given.
+    let p = Participant {
+        app: &app,
+        token: first["token"].as_str().unwrap().to_string(),
+    };
+    assert_eq!(p.stage().await, "consent");
     p.consent_and_read_instructions().await;
     assert_eq!(p.stage().await, "practice");
     let answered = p.answer_everything().await;
@@ -50,8 +65,21 @@ async fn a_session_is_created_resumed_and_refused_after_completion() {
 
     let (status, refused) = app.join("s1", who).await;
     assert_eq!(
-        (status, refused["error"].as_str()),
-        (409, Some("already_completed"))
+        (status, &refused),
+        (409, &taken),
+        "started and finished are refused alike"
+    );
+    let refusals: (i32, bool) = sqlx::query_as(
+        "SELECT refused_starts, last_refused_at IS NOT NULL FROM sessions WHERE token = $1",
+    )
+    .bind(&p.token)
+    .fetch_one(&app.pool)
+    .await
+    .unwrap();
+    assert_eq!(
+        refusals,
+        (2, true),
+        "refused starts are counted on the session"
     );
     let state: serde_json::Value = app
         .get(&format!("/api/v1/sessions/{}", p.token))
@@ -64,6 +92,36 @@ async fn a_session_is_created_resumed_and_refused_after_completion() {
     assert_eq!(
         (state["answered"].as_i64(), state["total"].as_i64()),
         (Some(5), Some(5))
+    );
+}
+
+#[tokio::test]
+async fn twenty_parallel_starts_with_one_external_id_make_one_session_and_hand_out_one_token() {
+    let app = spawn_app().await;
+    app.create_synthetic_study("race", small_study()).await;
+    let starts = (0..20).map(|_| app.join("race", json!({"external_id": "same-person"})));
+    let replies = futures_util::future::join_all(starts).await;
+    let created: Vec<_> = replies
+        .iter()
+        .filter(|(status, _)| *status == 201)
+        .collect();
+    assert_eq!(created.len(), 1, "{replies:?}");
+    for (status, reply) in &replies {
+        assert!(
+            *status == 201 || (*status == 409 && reply["error"] == "already_started"),
+            "{status} {reply}"
+        );
+    }
+    let tokens = replies
+        .iter()
+        .filter(|(_, r)| r.get("token").is_some())
+        .count();
+    assert_eq!(tokens, 1, "only the first start gets a token");
+    assert_eq!(app.count("SELECT count(*) FROM sessions").await, 1);
+    assert_eq!(
+        app.count("SELECT refused_starts::bigint FROM sessions")
+            .await,
+        19
     );
 }
 
@@ -392,4 +450,124 @@ async fn a_server_whose_cached_block_lags_the_database_stores_nothing_twice() {
         .as_i64()
         .expect("position");
     assert!(next > first, "{next} follows {first}");
+}
+
+#[tokio::test]
+async fn an_answer_sooner_than_the_lock_after_its_trial_was_served_is_refused_and_not_stored() {
+    let app = spawn_app().await;
+    let lock_ms = 800;
+    let mut config = small_study();
+    config.lock_ms = lock_ms;
+    config.practice.trials = 0;
+    app.create_synthetic_study("locked", config).await;
+    let p = app.participant("locked", json!({})).await;
+    p.consent_and_read_instructions().await;
+    let trial = p.next_trial().await.expect("a trial");
+    let position = trial["position"].as_i64().unwrap();
+    assert_eq!(trial["lock_ms"], lock_ms);
+    let served = std::time::Instant::now();
+
+    let (status, reply) = p.answer(Participant::answer_body(position, 0)).await;
+    assert_eq!(
+        (status, reply["error"].as_str()),
+        (422, Some("answered_too_soon")),
+        "{reply}"
+    );
+    assert_eq!(app.count("SELECT count(*) FROM responses").await, 0);
+
+    // Asking for the trial again does not restart its lock; once it has passed, the answer is taken.
+    assert_eq!(p.next_trial().await.unwrap()["position"], position);
+    tokio::time::sleep(
+        std::time::Duration::from_millis(lock_ms as u64).saturating_sub(served.elapsed()),
+    )
+    .await;
+    let (status, reply) = p.answer(Participant::answer_body(position, 0)).await;
+    assert_eq!(status, 200, "{reply}");
+    assert_eq!(app.count("SELECT count(*) FROM responses").await, 1);
+}
+
+#[tokio::test]
+async fn an_abandoned_session_stops_holding_its_units_after_the_release_time() {
+    let app = spawn_app().await;
+    let mut config = small_study();
+    config.exclusion = meilab::study::config::ExclusionThresholds {
+        min_answers_per_position: 0,
+        min_instructions_secs: 0.0,
+        min_total_secs: 0.0,
+        ..Default::default()
+    };
+    let study = app.create_synthetic_study("released", config).await;
+    let abandoned = app.participant("released", json!({})).await;
+    let finished = app.participant("released", json!({})).await;
+    finished.consent_and_read_instructions().await;
+    finished.answer_everything().await;
+    assert_eq!(finished.finish(json!({})).await.0, 200);
+
+    let served = |release: f64| {
+        let pool = app.pool.clone();
+        async move {
+            let mut conn = pool.acquire().await.unwrap();
+            let (main, catch) = meilab::db::sessions::schedule_loads(&mut conn, study, release)
+                .await
+                .unwrap();
+            main.iter().chain(&catch).map(|t| t.served).sum::<i64>()
+        }
+    };
+    let per_session = small_study().trials_per_session + small_study().catch_per_session;
+    assert_eq!(
+        served(2500.0).await,
+        2 * per_session,
+        "both sessions hold their units"
+    );
+
+    // An hour later: the unfinished session's units are free again, the finished one's are not.
+    sqlx::query(
+        "UPDATE sessions SET created_at = created_at - interval '1 hour', completed_at = completed_at - interval '1 hour'",
+    )
+    .execute(&app.pool)
+    .await
+    .unwrap();
+    assert_eq!(served(2500.0).await, per_session);
+    assert_eq!(
+        served(7200.0).await,
+        2 * per_session,
+        "the release time is the study's"
+    );
+    // The abandoned session itself is kept and can still go on.
+    assert_eq!(abandoned.stage().await, "consent");
+}
+
+#[tokio::test]
+async fn twenty_parallel_answers_to_one_position_store_one_row() {
+    let app = spawn_app().await;
+    app.create_synthetic_study("answers", small_study()).await;
+    let p = app.participant("answers", json!({})).await;
+    p.consent_and_read_instructions().await;
+    let position = p.next_trial().await.expect("a trial")["position"]
+        .as_i64()
+        .unwrap();
+    // Different answers under different ids, all at once: one is stored, the rest are refused.
+    let answers = (0..20).map(|i| p.answer(Participant::answer_body(position, i % 2)));
+    let replies = futures_util::future::join_all(answers).await;
+    let stored: Vec<_> = replies
+        .iter()
+        .filter(|(status, _)| *status == 200)
+        .collect();
+    assert_eq!(stored.len(), 1, "{replies:?}");
+    assert!(
+        replies
+            .iter()
+            .all(|(status, _)| *status == 200 || *status == 409),
+        "{replies:?}"
+    );
+    let rows: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM responses r JOIN sessions s ON s.id = r.session_id
+         WHERE s.token = $1 AND r.position = $2",
+    )
+    .bind(&p.token)
+    .bind(position as i32)
+    .fetch_one(&app.pool)
+    .await
+    .unwrap();
+    assert_eq!(rows, 1);
 }

@@ -72,7 +72,7 @@ async fn a_session_within_every_threshold_is_kept_valid() {
     app.create_synthetic_study("calm", config(lenient)).await;
     let (excluded, checks) = complete_one(&app, "calm", "ok").await;
     assert!(!excluded, "{checks}");
-    assert_eq!(checks.as_array().unwrap().len(), 5);
+    assert_eq!(checks.as_array().unwrap().len(), 6);
 }
 
 #[tokio::test]
@@ -146,4 +146,89 @@ async fn starts_take_the_least_served_units_and_an_exclusion_returns_them_at_onc
     assert!(excluded);
     let c = app.participant("least", json!({"external_id": "c"})).await;
     assert_eq!(units_of(&app, &c.token).await, units_a);
+}
+
+/// The session's `answer_timing` check.
+async fn timing_check(app: &common::TestApp, token: &str) -> (bool, serde_json::Value) {
+    let row: (bool, serde_json::Value) =
+        sqlx::query_as("SELECT excluded, exclusion_reasons FROM sessions WHERE token = $1")
+            .bind(token)
+            .fetch_one(&app.pool)
+            .await
+            .unwrap();
+    let check = row
+        .1
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["rule"] == "answer_timing")
+        .cloned()
+        .expect("an answer_timing check");
+    (row.0, check)
+}
+
+#[tokio::test]
+async fn answers_sooner_than_the_lock_exclude_a_session_whether_reported_or_timed_on_the_server() {
+    let app = spawn_app().await;
+    let lock_ms = 300;
+    let lenient = ExclusionThresholds {
+        min_answers_per_position: 0,
+        min_instructions_secs: 0.0,
+        min_total_secs: 0.0,
+        ..ExclusionThresholds::default()
+    };
+    let mut config = config(lenient);
+    config.trials_per_session = 4;
+    config.catch_per_session = 1;
+    config.lock_ms = lock_ms;
+    app.create_synthetic_study("timed", config).await;
+    let wait = std::time::Duration::from_millis(lock_ms as u64 + 20);
+
+    // Answers after the lock, with the reaction time measured from the lock: valid.
+    let honest = app.participant("timed", json!({})).await;
+    // The same waits, but reaction times below the lock, as no page sends them.
+    let scripted = app.participant("timed", json!({})).await;
+    for (p, rt_ms) in [(&honest, lock_ms + 50), (&scripted, 100)] {
+        p.consent_and_read_instructions().await;
+        while let Some(trial) = p.next_trial().await {
+            tokio::time::sleep(wait).await;
+            let position = trial["position"].as_i64().unwrap();
+            let mut body = common::Participant::answer_body(position, p.max_index(position).await);
+            body["rt_ms"] = json!(rt_ms);
+            assert_eq!(p.answer(body).await.0, 200);
+        }
+        assert_eq!(p.finish(json!({})).await.0, 200);
+    }
+    let (excluded, check) = timing_check(&app, &honest.token).await;
+    assert!(!excluded && check["passed"] == true, "{check}");
+    let (excluded, check) = timing_check(&app, &scripted.token).await;
+    assert!(excluded && check["passed"] == false, "{check}");
+    assert!(
+        check["detail"].as_str().unwrap().starts_with("5 answers"),
+        "{check}"
+    );
+
+    // Answers stored closer together than the lock (as when a script answers through a server process
+    // that never served the trial, so could not refuse it): the server's own timestamps give it away.
+    let hurried = app.participant("timed", json!({})).await;
+    hurried.consent_and_read_instructions().await;
+    while let Some(trial) = hurried.next_trial().await {
+        tokio::time::sleep(wait).await;
+        let position = trial["position"].as_i64().unwrap();
+        let mut body =
+            common::Participant::answer_body(position, hurried.max_index(position).await);
+        body["rt_ms"] = json!(lock_ms + 50);
+        assert_eq!(hurried.answer(body).await.0, 200);
+    }
+    sqlx::query(
+        "UPDATE responses r SET server_at = s.instructions_done_at + r.position * interval '100 ms'
+         FROM sessions s WHERE s.id = r.session_id AND s.token = $1",
+    )
+    .bind(&hurried.token)
+    .execute(&app.pool)
+    .await
+    .unwrap();
+    assert_eq!(hurried.finish(json!({})).await.0, 200);
+    let (excluded, check) = timing_check(&app, &hurried.token).await;
+    assert!(excluded && check["passed"] == false, "{check}");
 }

@@ -9,12 +9,13 @@ use meilab::study::StudyConfig;
 use serde_json::{json, Value};
 
 /// The participant API as DESIGN 2.2 lists it.
-const ROUTES: [(&str, &str); 7] = [
+const ROUTES: [(&str, &str); 8] = [
     ("post", "/api/v1/studies/{slug}/sessions"),
     ("get", "/api/v1/sessions/{token}"),
     ("post", "/api/v1/sessions/{token}/consent"),
     ("post", "/api/v1/sessions/{token}/instructions"),
     ("get", "/api/v1/sessions/{token}/trials/next"),
+    ("get", "/api/v1/sessions/{token}/images/{position}/{tag}"),
     ("post", "/api/v1/sessions/{token}/responses"),
     ("post", "/api/v1/sessions/{token}/finish"),
 ];

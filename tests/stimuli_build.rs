@@ -270,6 +270,12 @@ async fn a_build_makes_protocol_trials_from_real_units() {
     db::studies::set_status(&mut conn, study_id, "active")
         .await
         .unwrap();
+    // No button lock, so the scripted participant need not wait before each answer.
+    sqlx::query("UPDATE studies SET config = jsonb_set(config, '{lock_ms}', '0') WHERE id = $1")
+        .bind(study_id)
+        .execute(&mut *conn)
+        .await
+        .unwrap();
     drop(conn);
     let participant = app.participant("built", serde_json::json!({})).await;
     participant.consent_and_read_instructions().await;

@@ -10,6 +10,7 @@ use crate::config::Settings;
 use crate::db::Database;
 use crate::stimuli::store::ImageStore;
 use crate::stimuli::{imi, TrialKind};
+use crate::study::config::ExclusionThresholds;
 use crate::study::{self, StudyConfig};
 
 #[derive(Debug, clap::Args)]
@@ -25,7 +26,8 @@ pub struct ImportArgs {
     /// The network the stimuli come from (trial folders do not name it)
     #[arg(long, default_value = "imported")]
     pub model: String,
-    /// A JSON file with the study configuration [default: IMI defaults]
+    /// A JSON file with the study configuration [default: IMI defaults; the answer-timing exclusion
+    /// is off unless the file sets `exclusion.max_fast_answers`]
     #[arg(long)]
     pub config: Option<PathBuf>,
     /// Catch trials to build, one per main trial, at most
@@ -44,11 +46,23 @@ pub async fn run(settings: Settings, args: ImportArgs) -> anyhow::Result<()> {
         Some(path) => {
             let text = std::fs::read_to_string(path)
                 .with_context(|| format!("cannot read {}", path.display()))?;
-            let value = serde_json::from_str(&text)
+            let value: serde_json::Value = serde_json::from_str(&text)
                 .with_context(|| format!("{} is not JSON", path.display()))?;
-            StudyConfig::from_json(value).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?
+            let timing_named = value.pointer("/exclusion/max_fast_answers").is_some();
+            let mut config = StudyConfig::from_json(value)
+                .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+            if !timing_named {
+                config.exclusion.max_fast_answers = None;
+            }
+            config
         }
-        None => StudyConfig::default(),
+        None => StudyConfig {
+            exclusion: ExclusionThresholds {
+                max_fast_answers: None,
+                ..ExclusionThresholds::default()
+            },
+            ..StudyConfig::default()
+        },
     };
     let store = ImageStore::new(settings.data_dir.join("images"));
     let (folder, model) = (args.folder.clone(), args.model.clone());

@@ -37,7 +37,8 @@ pub(super) async fn serve_until_stopped(
         database.pool.clone(),
         ImageStore::new(settings.data_dir.join("images")),
         settings.participant_key()?,
-    );
+    )
+    .with_public_url(settings.public_url());
     let limiter = web::api::limit::SessionLimiter::per_minute(settings.sessions_per_ip_per_minute);
     let server = web::serve_with(listener, state, limiter)?;
     tracing::info!(url = %settings.public_url(), "serving");

@@ -248,3 +248,29 @@ pub async fn recent_exclusions(
     .fetch_all(conn)
     .await
 }
+
+/// A session whose external id was used again to start: by its participant in another browser, or
+/// by someone else who knows the id.
+pub struct RefusedStarts {
+    pub token: String,
+    pub stage: String,
+    pub refused_starts: i32,
+    pub last_refused_at: Option<DateTime<Utc>>,
+}
+
+pub async fn refused_starts(
+    conn: &mut PgConnection,
+    study_id: i64,
+    limit: i64,
+) -> sqlx::Result<Vec<RefusedStarts>> {
+    sqlx::query_as!(
+        RefusedStarts,
+        r#"SELECT token, stage, refused_starts, last_refused_at
+           FROM sessions WHERE study_id = $1 AND refused_starts > 0
+           ORDER BY last_refused_at DESC NULLS LAST, id DESC LIMIT $2"#,
+        study_id,
+        limit
+    )
+    .fetch_all(conn)
+    .await
+}

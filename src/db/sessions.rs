@@ -39,6 +39,23 @@ pub async fn insert(
     .await
 }
 
+/// Counts a refused start with the external id of an existing session; `false` if there is none.
+pub async fn refuse_start(
+    conn: &mut PgConnection,
+    study_id: i64,
+    external_id_hash: &str,
+) -> sqlx::Result<bool> {
+    let updated = sqlx::query!(
+        "UPDATE sessions SET refused_starts = refused_starts + 1, last_refused_at = now()
+         WHERE study_id = $1 AND external_id_hash = $2",
+        study_id,
+        external_id_hash
+    )
+    .execute(conn)
+    .await?;
+    Ok(updated.rows_affected() > 0)
+}
+
 pub async fn by_external_id(
     conn: &mut PgConnection,
     study_id: i64,
@@ -260,6 +277,7 @@ pub async fn progress(
 pub async fn exclusion_summary(
     conn: &mut PgConnection,
     session_id: i64,
+    lock_ms: i64,
 ) -> sqlx::Result<crate::study::exclusion::SessionSummary> {
     let row = sqlx::query!(
         r#"SELECT
@@ -278,6 +296,25 @@ pub async fn exclusion_summary(
            GROUP BY s.id"#,
         session_id
     )
+    .fetch_one(&mut *conn)
+    .await?;
+    // An answer sooner than the lock after the one before it (or after the instructions, for the
+    // first): the page fetches a trial only once the previous answer is stored, then locks the buttons.
+    let fast_answers = sqlx::query_scalar!(
+        r#"SELECT count(*) AS "fast!"
+           FROM (
+             SELECT r.position, r.rt_ms, r.server_at,
+                    lag(r.server_at) OVER (ORDER BY r.server_at, r.position) AS previous
+             FROM responses r WHERE r.session_id = $1
+           ) r
+           JOIN sessions s ON s.id = $1
+           WHERE r.position < s.main_total
+             AND (r.rt_ms < $2::bigint
+                  OR r.server_at - coalesce(r.previous, s.instructions_done_at)
+                     < make_interval(secs => $2::bigint / 1000.0))"#,
+        session_id,
+        lock_ms
+    )
     .fetch_one(conn)
     .await?;
     Ok(crate::study::exclusion::SessionSummary {
@@ -288,6 +325,8 @@ pub async fn exclusion_summary(
         instructions_secs: row.instructions_secs,
         total_secs: row.total_secs,
         practice_attempts: i64::from(row.practice_attempts),
+        fast_answers,
+        lock_ms,
     })
 }
 
@@ -415,6 +454,7 @@ pub async fn answer_context(
 /// The session's next trial in its current block, with its study's configuration and main-block progress.
 #[derive(Debug)]
 pub struct NextTrial {
+    pub session_id: i64,
     pub stage: String,
     pub main_total: i32,
     pub config: serde_json::Value,
@@ -424,7 +464,7 @@ pub struct NextTrial {
 
 pub async fn next_trial(conn: &mut PgConnection, token: &str) -> sqlx::Result<Option<NextTrial>> {
     let row = sqlx::query!(
-        r#"SELECT s.stage, s.main_total, st.config,
+        r#"SELECT s.id AS session_id, s.stage, s.main_total, st.config,
              (SELECT count(*) FROM responses r WHERE r.session_id = s.id AND r.position < s.main_total) AS "answered!",
              n.position AS "position?", n.attempt AS "attempt?", n.max_first AS "max_first?", t.kind AS "kind?",
              t.max_query AS "max_query?", t.min_query AS "min_query?", t.max_refs AS "max_refs?",
@@ -479,6 +519,7 @@ pub async fn next_trial(conn: &mut PgConnection, token: &str) -> sqlx::Result<Op
             _ => None,
         };
         NextTrial {
+            session_id: r.session_id,
             stage: r.stage,
             main_total: r.main_total,
             config: r.config,
@@ -486,6 +527,36 @@ pub async fn next_trial(conn: &mut PgConnection, token: &str) -> sqlx::Result<Op
             trial,
         }
     }))
+}
+
+/// The trial at `position` of the session of `token`, whatever its block.
+#[derive(Debug)]
+pub struct TrialAt {
+    pub session_id: i64,
+    pub max_first: bool,
+    pub max_query: String,
+    pub min_query: String,
+    pub max_refs: Vec<String>,
+    pub min_refs: Vec<String>,
+}
+
+pub async fn trial_at(
+    conn: &mut PgConnection,
+    token: &str,
+    position: i32,
+) -> sqlx::Result<Option<TrialAt>> {
+    sqlx::query_as!(
+        TrialAt,
+        "SELECT s.id AS session_id, a.max_first, t.max_query, t.min_query, t.max_refs, t.min_refs
+         FROM sessions s
+         JOIN assignments a ON a.session_id = s.id AND a.position = $2
+         JOIN trials t ON t.id = a.trial_id
+         WHERE s.token = $1",
+        token,
+        position
+    )
+    .fetch_optional(conn)
+    .await
 }
 
 /// What deleting a participant's session removed.
@@ -536,10 +607,12 @@ pub async fn delete(conn: &mut PgConnection, session_id: i64) -> sqlx::Result<De
 pub async fn schedule_loads(
     conn: &mut PgConnection,
     study_id: i64,
+    release_after_secs: f64,
 ) -> sqlx::Result<(
     Vec<crate::study::schedule::TrialLoad>,
     Vec<crate::study::schedule::TrialLoad>,
 )> {
+    // An unfinished session older than `release_after_secs` is abandoned: its units go back.
     let rows = sqlx::query!(
         r#"SELECT t.id, t.unit_id, t.kind, coalesce(c.served, 0) AS "served!"
            FROM trials t
@@ -547,11 +620,13 @@ pub async fn schedule_loads(
              SELECT a.trial_id, count(*) AS served
              FROM sessions s JOIN assignments a ON a.session_id = s.id
              WHERE s.study_id = $1 AND NOT s.excluded
+               AND (s.stage = 'complete' OR s.created_at > now() - make_interval(secs => $2))
              GROUP BY a.trial_id
            ) c ON c.trial_id = t.id
            WHERE t.study_id = $1 AND t.kind IN ('main', 'catch')
            ORDER BY t.id"#,
-        study_id
+        study_id,
+        release_after_secs
     )
     .fetch_all(conn)
     .await?;

@@ -21,6 +21,9 @@ pub struct StudyConfig {
     pub exclusion: ExclusionThresholds,
     /// Valid responses wanted per unit, from distinct participants (default 30).
     pub responses_per_unit: i64,
+    /// An unfinished session stops holding its units' places this long after it started (default
+    /// 2500 s, IMI's longest valid session: past it the session would be excluded anyway).
+    pub release_after_secs: f64,
     /// Seeds scheduling and query order.
     pub seed: u64,
 }
@@ -77,6 +80,10 @@ pub struct ExclusionThresholds {
     pub min_total_secs: f64,
     pub max_total_secs: f64,
     pub max_practice_attempts: i64,
+    /// Answers (main and catch) that came sooner than the button lock allows, counted on the server
+    /// (since the previous answer) and in the reported reaction time; more than this excludes the
+    /// session. The page never sends one, a script does. `None`: not checked (imported studies).
+    pub max_fast_answers: Option<i64>,
 }
 
 impl Default for StudyConfig {
@@ -92,6 +99,7 @@ impl Default for StudyConfig {
             completion: Completion::default(),
             exclusion: ExclusionThresholds::default(),
             responses_per_unit: 30,
+            release_after_secs: 2500.0,
             seed: 0,
         }
     }
@@ -143,6 +151,7 @@ impl Default for ExclusionThresholds {
             min_total_secs: 135.0,
             max_total_secs: 2500.0,
             max_practice_attempts: 3,
+            max_fast_answers: Some(0),
         }
     }
 }
@@ -256,6 +265,16 @@ impl StudyConfig {
             e.max_practice_attempts >= 1,
             "exclusion.max_practice_attempts",
             "must be at least 1",
+        );
+        check(
+            e.max_fast_answers.is_none_or(|n| n >= 0),
+            "exclusion.max_fast_answers",
+            "must not be negative",
+        );
+        check(
+            self.release_after_secs.is_finite() && self.release_after_secs >= 60.0,
+            "release_after_secs",
+            "must be at least 60 s",
         );
         check(
             (1..=100_000).contains(&self.responses_per_unit),

@@ -3,7 +3,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::config::ExclusionThresholds;
+use super::config::{ExclusionThresholds, StudyConfig};
 
 /// What a finished session did, as the rules need it.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -16,6 +16,9 @@ pub struct SessionSummary {
     pub instructions_secs: Option<f64>,
     pub total_secs: Option<f64>,
     pub practice_attempts: i64,
+    /// Main and catch answers sooner than the button lock allows (see [`ExclusionThresholds`]).
+    pub fast_answers: i64,
+    pub lock_ms: i64,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -86,6 +89,17 @@ impl SessionSummary {
                     self.practice_attempts, t.max_practice_attempts
                 ),
             ),
+            check(
+                "answer_timing",
+                t.max_fast_answers.is_none_or(|max| self.fast_answers <= max),
+                match t.max_fast_answers {
+                    Some(max) => format!(
+                        "{} answers came sooner than the {} ms button lock allows (at most {max} allowed)",
+                        self.fast_answers, self.lock_ms
+                    ),
+                    None => "not checked".into(),
+                },
+            ),
         ]
     }
 }
@@ -95,11 +109,11 @@ impl SessionSummary {
 pub async fn apply(
     conn: &mut sqlx::PgConnection,
     session_id: i64,
-    thresholds: &ExclusionThresholds,
+    config: &StudyConfig,
 ) -> sqlx::Result<bool> {
-    let checks = crate::db::sessions::exclusion_summary(conn, session_id)
+    let checks = crate::db::sessions::exclusion_summary(conn, session_id, config.lock_ms)
         .await?
-        .evaluate(thresholds);
+        .evaluate(&config.exclusion);
     let excluded = checks.iter().any(|c| !c.passed);
     let json = serde_json::to_value(&checks).unwrap_or_default();
     crate::db::sessions::set_exclusion(conn, session_id, excluded, &json).await?;
@@ -110,11 +124,11 @@ pub async fn apply(
 pub async fn reevaluate_study(
     conn: &mut sqlx::PgConnection,
     study_id: i64,
-    thresholds: &ExclusionThresholds,
+    config: &StudyConfig,
 ) -> sqlx::Result<usize> {
     let mut excluded = 0;
     for id in crate::db::sessions::completed_ids(conn, study_id).await? {
-        excluded += usize::from(apply(conn, id, thresholds).await?);
+        excluded += usize::from(apply(conn, id, config).await?);
     }
     Ok(excluded)
 }
@@ -133,6 +147,8 @@ mod tests {
             instructions_secs: Some(15.0),
             total_secs: Some(135.0),
             practice_attempts: 3,
+            fast_answers: 0,
+            lock_ms: 1500,
         }
     }
 
@@ -215,10 +231,36 @@ mod tests {
                     ..just_passing()
                 },
             ),
+            (
+                "answer_timing",
+                SessionSummary {
+                    fast_answers: 1,
+                    ..just_passing()
+                },
+            ),
         ];
         for (rule, summary) in cases {
             assert_eq!(failed(&summary), vec![rule.to_string()], "{summary:?}");
         }
+    }
+
+    #[test]
+    fn answer_timing_is_not_checked_where_it_is_turned_off() {
+        let off = ExclusionThresholds {
+            max_fast_answers: None,
+            ..ExclusionThresholds::default()
+        };
+        let summary = SessionSummary {
+            fast_answers: 40,
+            ..just_passing()
+        };
+        let timing = summary
+            .evaluate(&off)
+            .into_iter()
+            .find(|c| c.rule == "answer_timing")
+            .unwrap();
+        assert!(timing.passed);
+        assert_eq!(timing.detail, "not checked");
     }
 
     #[test]

@@ -23,10 +23,12 @@ use std::time::{Duration, Instant};
 use sqlx::{PgConnection, PgPool};
 use tokio::sync::{mpsc, oneshot, Semaphore};
 
+use super::appearance::TrialImages;
 use super::participation::{self, Answer, Reply, TrialView};
 use crate::db;
 use crate::db::responses::Checked;
 use crate::error::AppError;
+use crate::study::recruit::ParticipantKey;
 use crate::study::schedule::{Slot as Assigned, TrialLoad};
 use crate::study::StudyConfig;
 
@@ -61,10 +63,12 @@ impl Live {
 
     /// A new session's main block: `plan` gets the study's main and catch trials with their loads and
     /// returns the slots (`None`: the study has no trials), which count as served from then on.
+    /// Unfinished sessions older than `release_after_secs` count no more once the loads are read again.
     pub async fn schedule(
         &self,
         conn: &mut PgConnection,
         study_id: i64,
+        release_after_secs: f64,
         plan: impl FnOnce(&[TrialLoad], &[TrialLoad]) -> Option<Vec<Assigned>>,
     ) -> Result<Option<Vec<Assigned>>, AppError> {
         let fresh = self
@@ -75,7 +79,7 @@ impl Live {
         let read = if fresh {
             None
         } else {
-            Some(db::sessions::schedule_loads(conn, study_id).await?)
+            Some(db::sessions::schedule_loads(conn, study_id, release_after_secs).await?)
         };
         let mut loads = self.loads();
         if let Some((main, catch)) = read {
@@ -111,24 +115,63 @@ impl Live {
         lock(&self.loads)
     }
 
-    /// The session's next trial; `None` when its current stage has none left.
+    /// The session's next trial; `None` when its current stage has none left. The time it was first
+    /// served is kept: an answer sooner than the button lock after it is refused.
     pub async fn next_trial(
         &self,
         pool: &PgPool,
+        key: &ParticipantKey,
         token: &str,
     ) -> Result<Option<TrialView>, AppError> {
-        let cached = self.blocks().get(token).and_then(Block::next_view);
+        let serve = |blocks: &mut Blocks| blocks.get_mut(token).and_then(|b| b.serve(key, token));
+        let cached = serve(&mut self.blocks());
         if cached.is_some() {
             return Ok(cached);
         }
         let mut conn = pool.acquire().await?;
         self.load(&mut conn, token).await?;
-        let loaded = self.blocks().get(token).and_then(Block::next_view);
+        let loaded = serve(&mut self.blocks());
         match loaded {
             Some(view) => Ok(Some(view)),
             // No trials at this stage, or an unknown session: the database path answers.
-            None => participation::next_trial(&mut conn, token).await,
+            None => participation::next_trial(&mut conn, key, token).await,
         }
+    }
+
+    /// The image behind an appearance tag of the trial at `position` (see [`super::appearance`]).
+    pub async fn image(
+        &self,
+        pool: &PgPool,
+        key: &ParticipantKey,
+        token: &str,
+        position: i32,
+        tag: &str,
+    ) -> Result<Option<String>, AppError> {
+        let kept = self.blocks().get(token).and_then(|block| {
+            let place = block.places.iter().find(|p| p.position == position)?;
+            Some(place.trial.images().resolve(
+                key,
+                block.session_id,
+                position,
+                place.max_first,
+                tag,
+            ))
+        });
+        if let Some(found) = kept {
+            return Ok(found);
+        }
+        // A trial of an earlier block, or a session served by another process.
+        let mut conn = pool.acquire().await?;
+        let Some(row) = db::sessions::trial_at(&mut conn, token, position).await? else {
+            return Ok(None);
+        };
+        let images = TrialImages {
+            max_query: &row.max_query,
+            min_query: &row.min_query,
+            max_refs: &row.max_refs,
+            min_refs: &row.min_refs,
+        };
+        Ok(images.resolve(key, row.session_id, position, row.max_first, tag))
     }
 
     /// Takes one answer; acknowledged only once stored (see the module's notes).
@@ -142,6 +185,9 @@ impl Live {
         if self.blocks().get(token).is_none() {
             let mut conn = pool.acquire().await?;
             self.load(&mut conn, token).await?;
+        }
+        if let Some(block) = self.blocks().get(token) {
+            block.check_lock(&answer)?;
         }
         let checked = self.blocks().get(token).and_then(|b| b.check(&answer));
         if let Some((checked, reply)) = checked {
@@ -261,7 +307,7 @@ impl Blocks {
     }
 }
 
-/// A trial as participants see it.
+/// A trial's images (content hashes) and whether it is a practice trial.
 struct Trial {
     practice: bool,
     max_query: String,
@@ -270,12 +316,25 @@ struct Trial {
     min_refs: Vec<String>,
 }
 
+impl Trial {
+    fn images(&self) -> TrialImages<'_> {
+        TrialImages {
+            max_query: &self.max_query,
+            min_query: &self.min_query,
+            max_refs: &self.max_refs,
+            min_refs: &self.min_refs,
+        }
+    }
+}
+
 /// A position of a block.
 struct Place {
     position: i32,
     attempt: i32,
     max_first: bool,
     answered: bool,
+    /// When this process first served it (`None`: not yet, or before the block was read).
+    served: Option<Instant>,
     trial: Arc<Trial>,
 }
 
@@ -302,7 +361,6 @@ impl Block {
         };
         let config = StudyConfig::from_json(first.config.clone())
             .map_err(|e| AppError::Internal(anyhow::anyhow!("invalid study configuration: {e}")))?;
-        let url = |sha: &str| format!("/img/{sha}");
         let mut block = Self {
             session_id: first.session_id,
             practice: first.stage == super::participation::stage::PRACTICE,
@@ -320,10 +378,10 @@ impl Block {
                 .or_insert_with(|| {
                     Arc::new(Trial {
                         practice: row.kind == "practice",
-                        max_query: url(&row.max_query),
-                        min_query: url(&row.min_query),
-                        max_refs: row.max_refs.iter().map(|s| url(s)).collect(),
-                        min_refs: row.min_refs.iter().map(|s| url(s)).collect(),
+                        max_query: row.max_query,
+                        min_query: row.min_query,
+                        max_refs: row.max_refs,
+                        min_refs: row.min_refs,
                     })
                 })
                 .clone();
@@ -332,33 +390,50 @@ impl Block {
                 attempt: row.attempt,
                 max_first: row.max_first,
                 answered: row.answered,
+                served: None,
                 trial,
             });
         }
         Ok(Some(block))
     }
 
-    fn next_view(&self) -> Option<TrialView> {
-        let slot = self.places.iter().find(|s| !s.answered)?;
+    /// The first unanswered trial, marked as served now unless it was served before.
+    fn serve(&mut self, key: &ParticipantKey, token: &str) -> Option<TrialView> {
+        let session_id = self.session_id;
+        let slot = self.places.iter_mut().find(|s| !s.answered)?;
+        slot.served.get_or_insert_with(Instant::now);
         let trial = &slot.trial;
-        let (max, min) = (trial.max_query.clone(), trial.min_query.clone());
+        let urls = trial.images().urls(key, token, session_id, slot.position);
         Some(TrialView {
             position: slot.position,
             // Catch trials look like any other trial.
             kind: if trial.practice { "practice" } else { "main" },
-            min_refs: trial.min_refs.clone(),
-            max_refs: trial.max_refs.clone(),
-            queries: if slot.max_first {
-                [max, min]
-            } else {
-                [min, max]
-            },
+            min_refs: urls.min_refs,
+            max_refs: urls.max_refs,
+            queries: urls.queries,
             lock_ms: self.lock_ms,
             max_side: self.max_side,
             answered: self.main_answered,
             total: self.main_total,
             attempt: slot.attempt,
         })
+    }
+
+    /// Refuses an answer that came sooner than the button lock after its trial was served here; the
+    /// page, which unlocks the buttons only `lock_ms` after the images show, never sends one.
+    fn check_lock(&self, answer: &Answer) -> Result<(), AppError> {
+        let place = self
+            .places
+            .iter()
+            .find(|p| p.position == answer.position && !p.answered);
+        let Some(served) = place.and_then(|p| p.served) else {
+            return Ok(());
+        };
+        let lock = Duration::from_millis(self.lock_ms.max(0) as u64);
+        if served.elapsed() < lock {
+            return Err(participation::answered_too_soon(self.lock_ms));
+        }
+        Ok(())
     }
 
     /// The answer and its reply when it is for the block's current trial and does not end the block.

@@ -1,5 +1,6 @@
 //! Studies: configuration, recruitment, scheduling and the participant's path through a session.
 
+pub mod appearance;
 pub mod config;
 pub mod exclusion;
 pub mod live;

@@ -13,6 +13,7 @@ use uuid::Uuid;
 use crate::db::{self, sessions::Session, studies::Study};
 use crate::error::AppError;
 use crate::stimuli::TrialKind;
+use crate::study::appearance::TrialImages;
 use crate::study::exclusion;
 use crate::study::live::Live;
 use crate::study::recruit::{ParticipantKey, Source};
@@ -132,14 +133,34 @@ pub struct Completion {
     pub redirect_url: Option<String>,
 }
 
-/// Starts a session, or resumes the one of the same external id; `true` when new.
+/// What a start request led to.
+#[derive(Debug)]
+pub enum StartOutcome {
+    Started(Started),
+    /// The external id already has a session (started or finished). Ids are not secrets, so its token
+    /// is not handed out: the participant's own browser holds it. The refusal was counted on that
+    /// session, so the caller commits and then answers with [`already_started`].
+    AlreadyStarted,
+}
+
+/// The one refusal for an external id that has started or finished, alike, so it tells an outsider nothing.
+pub fn already_started() -> AppError {
+    AppError::conflict(
+        "already_started",
+        "this participant id has already started or taken part in this study; if you started it, \
+         please continue in the browser where you began (contact the researchers if you cannot)",
+    )
+}
+
+/// Starts a session. An external id that already has one gets no session: resuming needs the token
+/// the participant's browser was given (`GET /sessions/{token}`), not the id alone.
 pub async fn start(
     conn: &mut PgConnection,
     live: &Live,
     key: &ParticipantKey,
     slug: &str,
     new: NewSession,
-) -> Result<(Started, bool), AppError> {
+) -> Result<StartOutcome, AppError> {
     let study = active_study(conn, slug).await?;
     let external_id = new.external_id.as_deref().map(str::trim);
     if external_id.is_some_and(|id| id.len() > MAX_EXTERNAL_ID_LEN) {
@@ -151,8 +172,8 @@ pub async fn start(
     check_params(&new.params)?;
     let external_id = external_id.and_then(|id| pseudonym(key, study.id, id));
     if let Some(id) = &external_id {
-        if let Some(existing) = db::sessions::by_external_id(conn, study.id, id).await? {
-            return resume(existing);
+        if db::sessions::refuse_start(conn, study.id, id).await? {
+            return Ok(StartOutcome::AlreadyStarted);
         }
     }
     let source = new.source.unwrap_or(Source::Link);
@@ -169,15 +190,16 @@ pub async fn start(
     .await?
     else {
         // The same external id was registered concurrently.
-        let id = external_id.unwrap_or_default();
-        let existing = db::sessions::by_external_id(conn, study.id, &id).await?;
-        return resume(existing.ok_or_else(|| AppError::NotFound("session vanished".into()))?);
+        if let Some(id) = &external_id {
+            db::sessions::refuse_start(conn, study.id, id).await?;
+        }
+        return Ok(StartOutcome::AlreadyStarted);
     };
 
     let config = &study.config;
     let mut rng = schedule::rng_for(config.seed, session_id, 0);
     let planned = live
-        .schedule(conn, study.id, |main, catch| {
+        .schedule(conn, study.id, config.release_after_secs, |main, catch| {
             (!main.is_empty()).then(|| {
                 session_schedule(
                     main,
@@ -196,13 +218,10 @@ pub async fn start(
         ));
     };
     db::sessions::assign_main(conn, session_id, &slots).await?;
-    Ok((
-        Started {
-            token,
-            stage: stage::CONSENT.into(),
-        },
-        true,
-    ))
+    Ok(StartOutcome::Started(Started {
+        token,
+        stage: stage::CONSENT.into(),
+    }))
 }
 
 /// The stored form of an external id: the keyed pseudonym of the trimmed id; `None` for a blank one.
@@ -267,22 +286,6 @@ fn check_params(params: &serde_json::Map<String, serde_json::Value>) -> Result<(
         }
     }
     Ok(())
-}
-
-fn resume(session: Session) -> Result<(Started, bool), AppError> {
-    if session.stage == stage::COMPLETE {
-        return Err(AppError::conflict(
-            "already_completed",
-            "you have already taken part in this study",
-        ));
-    }
-    Ok((
-        Started {
-            token: session.token,
-            stage: session.stage,
-        },
-        false,
-    ))
 }
 
 async fn active_study(conn: &mut PgConnection, slug: &str) -> Result<Study, AppError> {
@@ -389,6 +392,7 @@ fn config_of(json: serde_json::Value) -> Result<StudyConfig, AppError> {
 
 pub async fn next_trial(
     conn: &mut PgConnection,
+    key: &ParticipantKey,
     token: &str,
 ) -> Result<Option<TrialView>, AppError> {
     let next = db::sessions::next_trial(conn, token)
@@ -398,13 +402,13 @@ pub async fn next_trial(
         return Ok(None);
     };
     let config = config_of(next.config)?;
-    let url = |sha: &String| format!("/img/{sha}");
-    let (max, min) = (url(&trial.max_query), url(&trial.min_query));
-    let queries = if trial.max_first {
-        [max, min]
-    } else {
-        [min, max]
+    let images = TrialImages {
+        max_query: &trial.max_query,
+        min_query: &trial.min_query,
+        max_refs: &trial.max_refs,
+        min_refs: &trial.min_refs,
     };
+    let urls = images.urls(key, token, next.session_id, trial.position);
     Ok(Some(TrialView {
         position: trial.position,
         // Catch trials look like any other trial.
@@ -413,15 +417,23 @@ pub async fn next_trial(
         } else {
             "main"
         },
-        min_refs: trial.min_refs.iter().map(url).collect(),
-        max_refs: trial.max_refs.iter().map(url).collect(),
-        queries,
+        min_refs: urls.min_refs,
+        max_refs: urls.max_refs,
+        queries: urls.queries,
         lock_ms: config.lock_ms,
         max_side: config.max_side.as_str(),
         answered: next.answered,
         total: next.main_total,
         attempt: trial.attempt,
     }))
+}
+
+/// The refusal of an answer sent sooner than the button lock allows after its trial was served.
+pub fn answered_too_soon(lock_ms: i64) -> AppError {
+    AppError::invalid(
+        "answered_too_soon",
+        format!("answers are taken no sooner than {lock_ms} ms after the trial was served"),
+    )
 }
 
 /// Takes one answer with the session locked and stores it with its reply; acknowledged only once
@@ -462,7 +474,7 @@ enum Verdict {
     Replay(Reply),
     New {
         correct: bool,
-        config: StudyConfig,
+        config: Box<StudyConfig>,
         in_practice: bool,
     },
 }
@@ -518,7 +530,7 @@ fn verdict(
     }
     Ok(Verdict::New {
         correct: (answer.chosen == 0) == max_first,
-        config: config_of(ctx.config)?,
+        config: Box::new(config_of(ctx.config)?),
         in_practice,
     })
 }
@@ -665,7 +677,7 @@ pub async fn finish(
         stage::DEBRIEF => {
             let code = study.config.completion.code.clone();
             db::sessions::complete(conn, session.id, &code, feedback.as_deref()).await?;
-            if exclusion::apply(conn, session.id, &study.config.exclusion).await? {
+            if exclusion::apply(conn, session.id, &study.config).await? {
                 let trials = db::sessions::main_trials(conn, session.id).await?;
                 returned = Some((study.id, trials));
             }

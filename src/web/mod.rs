@@ -32,6 +32,9 @@ pub struct AppState {
     pub key: ParticipantKey,
     /// The participants' current blocks and the answer writer of this process.
     pub live: Arc<Live>,
+    /// Base of the links the dashboard shows (the `public_url` setting); `None`: the address the
+    /// server listens on. Never taken from request headers, which a client sets.
+    pub public_url: Option<String>,
 }
 
 impl AppState {
@@ -43,7 +46,13 @@ impl AppState {
             store,
             key,
             live,
+            public_url: None,
         }
+    }
+
+    pub fn with_public_url(mut self, url: String) -> Self {
+        self.public_url = Some(url.trim_end_matches('/').to_string());
+        self
     }
 
     /// The data directory: the image store lives at `<data-dir>/images`.

@@ -7,7 +7,7 @@ use serde::Serialize;
 use utoipa::{OpenApi, ToSchema};
 
 use crate::error::AppError;
-use crate::web::api::sessions;
+use crate::web::api::{sessions, trial_images};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -22,6 +22,7 @@ use crate::web::api::sessions;
         sessions::consent,
         sessions::instructions,
         sessions::next_trial,
+        trial_images::image,
         sessions::respond,
         sessions::finish,
     ),

@@ -208,6 +208,7 @@ impl super::Participant<'_> {
     pub async fn answer_everything_wrong(&self) -> usize {
         let mut answered = 0;
         while let Some(trial) = self.next_trial().await {
+            Self::wait_out_lock(&trial).await;
             let position = trial["position"].as_i64().expect("position");
             let chosen = 1 - self.max_index(position).await;
             let (status, reply) = self.answer(Self::answer_body(position, chosen)).await;

@@ -248,10 +248,17 @@ impl Participant<'_> {
         }
     }
 
+    /// Waits out a trial's button lock, as the page does: the server refuses answers sooner than it.
+    pub async fn wait_out_lock(trial: &serde_json::Value) {
+        let lock_ms = trial["lock_ms"].as_u64().unwrap_or(0);
+        tokio::time::sleep(std::time::Duration::from_millis(lock_ms)).await;
+    }
+
     /// Answers every trial until the session leaves practice and trials; practice is answered correctly.
     pub async fn answer_everything(&self) -> usize {
         let mut answered = 0;
         while let Some(trial) = self.next_trial().await {
+            Self::wait_out_lock(&trial).await;
             let position = trial["position"].as_i64().expect("position");
             let chosen = self.max_index(position).await;
             let (status, reply) = self.answer(Self::answer_body(position, chosen)).await;

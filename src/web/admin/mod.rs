@@ -7,6 +7,7 @@ pub mod downloads;
 pub mod lab;
 pub mod login;
 pub mod monitor;
+pub mod participants;
 pub mod preview;
 pub mod results;
 pub mod stimuli;
@@ -43,6 +44,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             .configure(study_page::configure)
             .configure(stimuli::configure)
             .configure(monitor::configure)
+            .configure(participants::configure)
             .configure(preview::configure)
             .configure(results::configure)
             .configure(downloads::configure)

@@ -5,7 +5,7 @@
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpResponse};
 use askama::Template;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use super::{count, load_study, page, percent, Admin, AdminError, Chrome, PageResult, StudyNav};
 use crate::db;
@@ -48,6 +48,18 @@ pub struct Excluded {
 /// How long the list of recent exclusions is.
 const RECENT_EXCLUSIONS: i64 = 8;
 
+/// A session that refused starts with its external id (see [`db::dashboard::refused_starts`]).
+#[derive(Debug, Serialize)]
+pub struct Refused {
+    pub session: String,
+    pub stage: String,
+    pub times: i32,
+    pub last: String,
+}
+
+/// How many sessions with refused starts are listed.
+const REFUSED_LISTED: i64 = 20;
+
 /// The exclusion rules (DESIGN 1.3) in words.
 fn rule_label(rule: &str) -> String {
     match rule {
@@ -56,6 +68,7 @@ fn rule_label(rule: &str) -> String {
         "instructions_time" => "Too little time on the instructions".into(),
         "total_time" => "Total time outside the allowed range".into(),
         "practice_attempts" => "Too many practice rounds".into(),
+        "answer_timing" => "Answers sooner than the button lock allows".into(),
         other => other.into(),
     }
 }
@@ -90,6 +103,7 @@ pub struct Snapshot {
     pub excluded: i64,
     pub reasons: Vec<Reason>,
     pub recent_exclusions: Vec<Excluded>,
+    pub refused: Vec<Refused>,
     pub valid: i64,
     pub target: i64,
     pub percent: i64,
@@ -129,6 +143,7 @@ pub async fn snapshot(
     let reasons = db::dashboard::exclusion_reasons(&mut conn, study.id).await?;
     let units = db::dashboard::unit_progress(&mut conn, study.id).await?;
     let recent = db::dashboard::recent_exclusions(&mut conn, study.id, RECENT_EXCLUSIONS).await?;
+    let refused = db::dashboard::refused_starts(&mut conn, study.id, REFUSED_LISTED).await?;
     let per_unit = study.config.responses_per_unit;
     let target = units.len() as i64 * per_unit;
     let units: Vec<UnitRow> = units
@@ -191,6 +206,18 @@ pub async fn snapshot(
                 failed: failed_checks(&e.checks),
             })
             .collect(),
+        refused: refused
+            .into_iter()
+            .map(|r| Refused {
+                session: responses::pseudonym(&r.token),
+                stage: r.stage,
+                times: r.refused_starts,
+                last: r
+                    .last_refused_at
+                    .map(|t| t.format("%Y-%m-%d %H:%M UTC").to_string())
+                    .unwrap_or_default(),
+            })
+            .collect(),
         valid: responses.valid,
         target,
         percent: percent(responses.valid, target),
@@ -223,10 +250,26 @@ struct MonitorPage {
     nav: StudyNav,
     s: Snapshot,
     refresh_ms: u64,
+    notice: Option<&'static str>,
 }
 
-async fn show(state: web::Data<AppState>, admin: Admin, id: web::Path<i64>) -> PageResult {
+#[derive(Deserialize)]
+struct MonitorQuery {
+    participant: Option<String>,
+}
+
+async fn show(
+    state: web::Data<AppState>,
+    admin: Admin,
+    id: web::Path<i64>,
+    query: web::Query<MonitorQuery>,
+) -> PageResult {
     let (s, study) = snapshot(&state, *id).await?;
+    let notice = match query.participant.as_deref() {
+        Some("reset") => Some("The participant was reset: their session and its answers are deleted, and their id can start again."),
+        Some("unknown") => Some("No session has that participant id in this study; nothing was changed."),
+        _ => None,
+    };
     page(
         StatusCode::OK,
         &MonitorPage {
@@ -234,6 +277,7 @@ async fn show(state: web::Data<AppState>, admin: Admin, id: web::Path<i64>) -> P
             nav: StudyNav::new(&study, "monitor"),
             s,
             refresh_ms: REFRESH_MS,
+            notice,
         },
     )
 }

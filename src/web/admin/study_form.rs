@@ -57,7 +57,12 @@ pub struct StudyForm {
     pub max_total_secs: String,
     #[serde(rename = "exclusion.max_practice_attempts")]
     pub max_practice_attempts: String,
+    /// Empty: not checked.
+    #[serde(rename = "exclusion.max_fast_answers")]
+    pub max_fast_answers: String,
     pub responses_per_unit: String,
+    /// Empty: the default.
+    pub release_after_secs: String,
     pub seed: String,
 }
 
@@ -93,7 +98,12 @@ impl StudyForm {
             min_total_secs: e.min_total_secs.to_string(),
             max_total_secs: e.max_total_secs.to_string(),
             max_practice_attempts: e.max_practice_attempts.to_string(),
+            max_fast_answers: e
+                .max_fast_answers
+                .map(|n| n.to_string())
+                .unwrap_or_default(),
             responses_per_unit: c.responses_per_unit.to_string(),
+            release_after_secs: c.release_after_secs.to_string(),
             seed: c.seed.to_string(),
         }
     }
@@ -124,6 +134,8 @@ impl StudyForm {
             &self.max_practice_attempts,
         );
         let responses_per_unit = whole("responses_per_unit", &self.responses_per_unit);
+        let max_fast_answers = (!self.max_fast_answers.trim().is_empty())
+            .then(|| whole("exclusion.max_fast_answers", &self.max_fast_answers));
         let mut number = |field: &str, text: &str| -> f64 {
             match text.trim().parse::<f64>() {
                 Ok(v) if v.is_finite() => v,
@@ -143,6 +155,11 @@ impl StudyForm {
         );
         let min_total_secs = number("exclusion.min_total_secs", &self.min_total_secs);
         let max_total_secs = number("exclusion.max_total_secs", &self.max_total_secs);
+        let release_after_secs = if self.release_after_secs.trim().is_empty() {
+            StudyConfig::default().release_after_secs
+        } else {
+            number("release_after_secs", &self.release_after_secs)
+        };
         let seed = self.seed.trim().parse::<u64>().unwrap_or_else(|_| {
             problems.push(Problem {
                 field: "seed".into(),
@@ -188,8 +205,10 @@ impl StudyForm {
                 min_total_secs,
                 max_total_secs,
                 max_practice_attempts: max_practice,
+                max_fast_answers,
             },
             responses_per_unit,
+            release_after_secs,
             seed,
         };
         let parsed: Vec<String> = problems.iter().map(|p| p.field.clone()).collect();
@@ -392,7 +411,7 @@ async fn update(
     .await?;
     let reevaluated = config.exclusion != study.config.exclusion;
     if reevaluated {
-        exclusion::reevaluate_study(&mut tx, study.id, &config.exclusion).await?;
+        exclusion::reevaluate_study(&mut tx, study.id, &config).await?;
     }
     tx.commit().await?;
     if reevaluated {

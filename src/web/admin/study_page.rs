@@ -117,10 +117,13 @@ fn notice_text(code: Option<&str>) -> Option<&'static str> {
     })
 }
 
-/// The public base URL as the browser sees this server.
-pub fn base_url(request: &HttpRequest) -> String {
-    let info = request.connection_info();
-    format!("{}://{}", info.scheme(), info.host())
+/// The public base URL: the `public_url` setting, else the address this server listens on. Host,
+/// X-Forwarded-Host and Forwarded are set by the client, so links are never built from them.
+pub fn base_url(state: &AppState, request: &HttpRequest) -> String {
+    match &state.public_url {
+        Some(url) => url.clone(),
+        None => format!("http://{}", request.app_config().local_addr()),
+    }
 }
 
 /// How the overview is shown: after a failed form, with its error and the values typed.
@@ -165,7 +168,7 @@ pub async fn render(
             notice: outcome.notice,
             error: outcome.error,
             transitions: transitions(&study.status),
-            links: recruitment_links(&base_url(request), &study.slug),
+            links: recruitment_links(&base_url(state, request), &study.slug),
             stimuli,
             sessions,
             valid: count(responses.valid),

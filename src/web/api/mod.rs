@@ -2,6 +2,7 @@
 
 pub mod limit;
 pub mod sessions;
+pub mod trial_images;
 
 use actix_web::body::EitherBody;
 use actix_web::dev::ServiceResponse;
@@ -18,6 +19,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         web::scope("/api/v1")
             .wrap(ErrorHandlers::new().handler(StatusCode::METHOD_NOT_ALLOWED, method_not_allowed))
             .configure(sessions::configure)
+            .configure(trial_images::configure)
             .configure(crate::web::openapi::configure),
     );
 }

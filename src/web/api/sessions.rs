@@ -7,7 +7,7 @@ use utoipa::ToSchema;
 
 use crate::error::AppError;
 use crate::study::participation::{
-    self, Answer, Completion, NewSession, Reply, SessionState, Started, TrialView,
+    self, Answer, Completion, NewSession, Reply, SessionState, StartOutcome, Started, TrialView,
 };
 use crate::web::openapi::ApiError;
 use crate::web::AppState;
@@ -27,7 +27,8 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .service(web::resource("/sessions/{token}/finish").route(web::post().to(finish)));
 }
 
-/// Start a session, or resume the one of the same external id.
+/// Start a session. An external id that has already started or taken part gets `409 already_started`
+/// (the same for both): resuming needs the token the participant's browser was given.
 #[utoipa::path(
     post,
     path = "/api/v1/studies/{slug}/sessions",
@@ -36,10 +37,9 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     request_body(content = NewSession, description = "May be left out entirely for an anonymous participant"),
     responses(
         (status = 201, description = "A new session", body = Started),
-        (status = 200, description = "The existing session of this external id, resumed", body = Started),
         (status = 400, description = "Malformed JSON or wrong types", body = ApiError),
         (status = 404, description = "No such study", body = ApiError),
-        (status = 409, description = "The study is not active, or this external id already completed it", body = ApiError),
+        (status = 409, description = "The study is not active (`study_not_active`), or this external id has already started or taken part (`already_started`; continue with the token kept by the browser that started)", body = ApiError),
         (status = 413, description = "Body over 64 KiB", body = ApiError),
         (status = 422, description = "An external id or params out of bounds", body = ApiError),
         (status = 429, description = "Too many sessions started from this address", body = ApiError,
@@ -63,14 +63,13 @@ pub(crate) async fn create(
     }
     let new: NewSession = optional_json(&body.map_err(super::payload_error)?)?;
     let mut tx = state.pool.begin().await?;
-    let (started, created) =
-        participation::start(&mut tx, &state.live, &state.key, &slug, new).await?;
+    let outcome = participation::start(&mut tx, &state.live, &state.key, &slug, new).await?;
+    // A refusal is counted on the session it names, so it commits too.
     tx.commit().await?;
-    Ok(if created {
-        HttpResponse::Created().json(started)
-    } else {
-        HttpResponse::Ok().json(started)
-    })
+    match outcome {
+        StartOutcome::Started(started) => Ok(HttpResponse::Created().json(started)),
+        StartOutcome::AlreadyStarted => Err(participation::already_started()),
+    }
 }
 
 /// The session's stage and progress.
@@ -152,12 +151,18 @@ pub(crate) async fn next_trial(
     state: web::Data<AppState>,
     token: web::Path<String>,
 ) -> Result<HttpResponse, AppError> {
-    Ok(match state.live.next_trial(&state.pool, &token).await? {
-        Some(trial) => HttpResponse::Ok()
-            .insert_header(("Cache-Control", "no-store"))
-            .json(trial),
-        None => HttpResponse::NoContent().finish(),
-    })
+    Ok(
+        match state
+            .live
+            .next_trial(&state.pool, &state.key, &token)
+            .await?
+        {
+            Some(trial) => HttpResponse::Ok()
+                .insert_header(("Cache-Control", "no-store"))
+                .json(trial),
+            None => HttpResponse::NoContent().finish(),
+        },
+    )
 }
 
 /// Answer a trial. Idempotent on `response_id`; acknowledged only once stored.
