@@ -38,7 +38,7 @@ pub(super) async fn serve_until_stopped(
         ImageStore::new(settings.data_dir.join("images")),
         settings.participant_key()?,
     );
-    let limiter = web::api::limit::SessionLimiter::per_minute(settings.sessions_per_ip_per_minute);
+    let limiter = web::api::limit::Limits::from_settings(settings)?;
     let server = web::serve_with(listener, state, limiter)?;
     tracing::info!(url = %settings.public_url(), "serving");
     // One job worker runs beside the server; `meilab worker` adds more anywhere.
