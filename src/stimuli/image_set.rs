@@ -193,11 +193,28 @@ fn list_folder(
     roots: Option<&[PathBuf]>,
 ) -> anyhow::Result<(Vec<PathBuf>, Vec<Skipped>)> {
     let mut files = Vec::new();
-    let mut skipped = Vec::new();
-    for entry in walkdir::WalkDir::new(dir)
+    // Entries that lead out of the roots are listed once and not descended into.
+    let mut outside = Vec::new();
+    let walk = walkdir::WalkDir::new(dir)
         .follow_links(true)
         .sort_by_file_name()
-    {
+        .into_iter()
+        .filter_entry(|entry| {
+            let Some(roots) = roots else { return true };
+            let inside = entry
+                .path()
+                .canonicalize()
+                .is_ok_and(|p| is_within(&p, roots));
+            if !inside {
+                outside.push(Skipped {
+                    path: entry.path().display().to_string(),
+                    reason: "leads outside the import roots (refused)".into(),
+                });
+            }
+            inside
+        });
+    let mut skipped = Vec::new();
+    for entry in walk {
         let entry = match entry {
             Ok(e) => e,
             Err(e) => {
@@ -215,14 +232,7 @@ fn list_folder(
             continue;
         }
         let path = entry.into_path();
-        let outside =
-            roots.is_some_and(|roots| !path.canonicalize().is_ok_and(|p| is_within(&p, roots)));
-        if outside {
-            skipped.push(Skipped {
-                path: path.display().to_string(),
-                reason: "leads outside the import roots (refused)".into(),
-            });
-        } else if has_picture_extension(&path) {
+        if has_picture_extension(&path) {
             files.push(path);
         } else {
             skipped.push(Skipped {
@@ -231,6 +241,7 @@ fn list_folder(
             });
         }
     }
+    skipped.extend(outside);
     Ok((files, skipped))
 }
 
