@@ -25,9 +25,19 @@ pub struct Settings {
     /// Database connections per process (default 4 per CPU core, 8 to 32): more only queue in
     /// PostgreSQL, whose backends share the same cores.
     pub db_pool_size: u32,
-    /// New participant sessions one IP address may start per minute, all at once if it likes
-    /// (default 1000; 0 = no limit). `meilab loadtest` from one machine needs at least its participant count.
+    /// New participant sessions one client address may start per minute, all at once if it likes
+    /// (default [`crate::web::api::limit::DEFAULT_PER_MINUTE`]; 0 = no limit). `meilab loadtest` from one
+    /// machine needs at least its participant count.
     pub sessions_per_ip_per_minute: u32,
+    /// Reverse proxies whose `X-Forwarded-For` names the client, as addresses or networks
+    /// (`10.0.0.0/8`, `::1`); default none: the client is the peer of the connection. The login limit
+    /// and the per-address session limit both count clients this way.
+    pub trusted_proxies: Vec<String>,
+    /// Directories whose files the dashboard may read on the server (weights to import, image folders);
+    /// default: the data directory only. The command line is not bound by them.
+    pub import_roots: Option<Vec<PathBuf>>,
+    /// Largest zip upload of the dashboard, in MiB (default 2048); it is streamed to disk, never held in memory.
+    pub max_upload_mib: u64,
     /// `text` (default) or `json` logs.
     pub log_format: String,
     /// Keys the pseudonyms of participants' external ids; default: generated once into `data_dir/secret.key`.
@@ -50,13 +60,21 @@ impl Settings {
                 "sessions_per_ip_per_minute",
                 crate::web::api::limit::DEFAULT_PER_MINUTE,
             )?
+            .set_default("trusted_proxies", Vec::<String>::new())?
+            .set_default("max_upload_mib", 2048)?
             .set_default("log_format", "text")?;
         builder = match file {
             Some(path) => builder.add_source(config::File::from(path).required(true)),
             None => builder.add_source(config::File::with_name("meilab.toml").required(false)),
         };
         builder = builder
-            .add_source(config::Environment::with_prefix("MEILAB").try_parsing(true))
+            .add_source(
+                config::Environment::with_prefix("MEILAB")
+                    .try_parsing(true)
+                    .list_separator(",")
+                    .with_list_parse_key("trusted_proxies")
+                    .with_list_parse_key("import_roots"),
+            )
             .set_override_option("database_url", std::env::var("DATABASE_URL").ok())?;
         builder
             .build()
@@ -86,6 +104,18 @@ impl Settings {
         let secret = std::fs::read_to_string(&path)
             .with_context(|| format!("cannot read {}", path.display()))?;
         Ok(ParticipantKey::new(secret.trim().as_bytes()))
+    }
+
+    /// The directories the dashboard may read files from: the configured ones, else the data directory.
+    pub fn import_roots(&self) -> Vec<PathBuf> {
+        match &self.import_roots {
+            Some(roots) => roots
+                .iter()
+                .filter(|r| !r.as_os_str().is_empty())
+                .cloned()
+                .collect(),
+            None => vec![self.data_dir.clone()],
+        }
     }
 
     pub fn public_url(&self) -> String {

@@ -5,10 +5,14 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::admin::{client, cookie, location, set_cookie_header, PASSWORD};
+use common::admin::{
+    client, client_from, cookie, location, set_cookie_header, spawn_app_with, PASSWORD,
+};
 use common::spawn_app;
 use meilab::accounts::Role;
 use meilab::study::StudyConfig;
+use meilab::web::admin::login;
+use meilab::web::api::limit::{Limits, TrustedProxies};
 use reqwest::header::COOKIE;
 
 /// Every dashboard route, with `{id}` for a study.
@@ -230,12 +234,155 @@ async fn ten_wrong_passwords_in_a_row_are_rate_limited() {
         .expect("body")
         .contains("Too many failed attempts"));
     // Failures are kept in PostgreSQL, where every web process counts them.
-    assert!(app.count("SELECT count(*) FROM login_failures").await >= 5);
+    assert!(
+        app.count(
+            "SELECT coalesce(max(failures), 0)::int8 FROM login_throttle WHERE account = 'owner'"
+        )
+        .await
+            >= 5
+    );
     assert_eq!(
-        app.count("SELECT count(*) FROM login_failures WHERE ip !~ '^[0-9a-f]{64}$'")
+        app.count("SELECT count(*) FROM login_throttle WHERE client !~ '^[0-9a-f]{64}$'")
             .await,
         0,
         "client addresses are kept only as keyed hashes"
+    );
+}
+
+const ELSEWHERE: [u8; 4] = [127, 0, 0, 2];
+
+#[tokio::test]
+async fn wrong_passwords_from_another_address_do_not_lock_the_owner_out() {
+    let app = spawn_app().await;
+    app.create_account("owner", Role::Admin).await;
+    let intruder = client_from(ELSEWHERE.into());
+    let mut statuses = vec![];
+    for _ in 0..10 {
+        let response = app
+            .try_login_with(&intruder, "owner", "not the password", None)
+            .await;
+        statuses.push(response.status().as_u16());
+    }
+    assert_eq!(statuses[..5], [401; 5], "{statuses:?}");
+    assert_eq!(
+        statuses[9], 429,
+        "the intruder is slowed down: {statuses:?}"
+    );
+    let intruder_right = app.try_login_with(&intruder, "owner", PASSWORD, None).await;
+    assert_eq!(
+        intruder_right.status(),
+        429,
+        "even the right password waits out the back-off where the failures came from"
+    );
+    let owner = app.try_login("owner", PASSWORD).await;
+    assert_eq!(owner.status(), 303, "the owner, elsewhere, logs in");
+    assert!(cookie(&owner, "meilab_admin").is_some());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn concurrent_wrong_logins_run_no_more_password_checks_than_the_limit() {
+    let app = spawn_app().await;
+    app.create_account("owner", Role::Admin).await;
+    let attempts = (0..40).map(|_| app.try_login("owner", "not the password"));
+    let statuses: Vec<u16> = futures_util::future::join_all(attempts)
+        .await
+        .iter()
+        .map(|r| r.status().as_u16())
+        .collect();
+    // A 401 is a password checked and found wrong; a 429 was refused before any check.
+    let checked = statuses.iter().filter(|s| **s == 401).count();
+    let refused = statuses.iter().filter(|s| **s == 429).count();
+    assert_eq!(checked + refused, 40, "{statuses:?}");
+    assert_eq!(
+        checked,
+        login::PER_ACCOUNT.free as usize,
+        "password checks: {statuses:?}"
+    );
+}
+
+#[tokio::test]
+async fn forwarded_for_is_ignored_unless_the_peer_is_a_trusted_proxy() {
+    // Not trusted: an intruder cannot dodge its count by claiming new addresses.
+    let app = spawn_app().await;
+    app.create_account("owner", Role::Admin).await;
+    let http = client();
+    let mut last = 0;
+    for i in 0..10 {
+        let claimed = format!("198.51.100.{i}");
+        last = app
+            .try_login_with(&http, "owner", "not the password", Some(&claimed))
+            .await
+            .status()
+            .as_u16();
+    }
+    assert_eq!(last, 429, "counted against the real peer");
+
+    // Behind a trusted proxy: the forwarded address is the client, so the owner behind the same proxy
+    // is not locked out by someone else's failures.
+    let proxied = spawn_app_with(|_| {
+        Limits::per_minute(120).trusting(TrustedProxies::parse(&["127.0.0.1".into()]).unwrap())
+    })
+    .await;
+    proxied.create_account("owner", Role::Admin).await;
+    for _ in 0..10 {
+        last = proxied
+            .try_login_with(&http, "owner", "not the password", Some("198.51.100.9"))
+            .await
+            .status()
+            .as_u16();
+    }
+    assert_eq!(last, 429);
+    // A client naming an address itself, to the left of the proxy's entry, is not believed either.
+    let spoofed = proxied
+        .try_login_with(&http, "owner", PASSWORD, Some("203.0.113.5, 198.51.100.9"))
+        .await;
+    assert_eq!(spoofed.status(), 429);
+    let owner = proxied
+        .try_login_with(&http, "owner", PASSWORD, Some("198.51.100.1"))
+        .await;
+    assert_eq!(owner.status(), 303, "the owner behind the proxy logs in");
+}
+
+#[tokio::test]
+async fn session_starts_count_the_forwarded_client_only_behind_a_trusted_proxy() {
+    let start = |app: &common::TestApp, forwarded: String| {
+        app.client
+            .post(app.url("/api/v1/studies/open/sessions"))
+            .header("X-Forwarded-For", forwarded)
+            .json(&serde_json::json!({}))
+            .send()
+    };
+    let direct = spawn_app_with(|_| Limits::per_minute(2)).await;
+    direct
+        .create_synthetic_study("open", StudyConfig::default())
+        .await;
+    let mut statuses = vec![];
+    for i in 0..3 {
+        let response = start(&direct, format!("198.51.100.{i}")).await.unwrap();
+        statuses.push(response.status().as_u16());
+    }
+    assert_eq!(statuses, [201, 201, 429], "one peer, whatever it claims");
+
+    let proxied = spawn_app_with(|_| {
+        Limits::per_minute(2).trusting(TrustedProxies::parse(&["127.0.0.0/8".into()]).unwrap())
+    })
+    .await;
+    proxied
+        .create_synthetic_study("open", StudyConfig::default())
+        .await;
+    let mut statuses = vec![];
+    for i in 0..3 {
+        let response = start(&proxied, format!("198.51.100.{i}")).await.unwrap();
+        statuses.push(response.status().as_u16());
+    }
+    for _ in 0..2 {
+        let response = start(&proxied, "198.51.100.0".into()).await.unwrap();
+        statuses.push(response.status().as_u16());
+    }
+    assert_eq!(
+        statuses,
+        [201, 201, 201, 201, 429],
+        "one bucket per forwarded client"
     );
 }
 

@@ -4,11 +4,23 @@
 mod common;
 mod vision_common;
 
-use common::admin::{csrf_of, PASSWORD};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use common::admin::{csrf_of, spawn_app_with, PASSWORD};
 use common::browser::Browser;
 use common::spawn_app;
 use meilab::accounts::Role;
 use meilab::jobs::Worker;
+use meilab::web::api::limit::Limits;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+/// Limits under which the dashboard may also read `extra` (besides the data directory).
+fn reading(data: &Path, extra: &[&Path]) -> Limits {
+    let mut roots = vec![data.to_path_buf()];
+    roots.extend(extra.iter().map(|p| p.to_path_buf()));
+    Limits::per_minute(120).with_import_roots(roots)
+}
 
 fn worker(app: &common::TestApp, data: &tempfile::TempDir) -> Worker {
     Worker {
@@ -21,9 +33,9 @@ fn worker(app: &common::TestApp, data: &tempfile::TempDir) -> Worker {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn an_admin_builds_a_study_from_a_folder_in_the_browser() {
-    let app = spawn_app().await;
-    app.create_account("owner", Role::Admin).await;
     let photos = vision_common::photo_subset(24);
+    let app = spawn_app_with(|data| reading(data, &[photos.path()])).await;
+    app.create_account("owner", Role::Admin).await;
     let data = vision_common::data_dir_with_weights();
     let worker = worker(&app, &data);
     let browser = Browser::start(940, 600).await;
@@ -103,10 +115,10 @@ async fn an_admin_builds_a_study_from_a_folder_in_the_browser() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn the_build_form_refuses_bad_settings_and_queues_nothing() {
-    let app = spawn_app().await;
+    let photos = vision_common::photo_subset(10);
+    let app = spawn_app_with(|data| reading(data, &[photos.path()])).await;
     app.create_account("owner", Role::Admin).await;
     let owner = app.login("owner").await;
-    let photos = vision_common::photo_subset(10);
     let (_, page) = owner.text("/admin/lab").await;
     let csrf = csrf_of(&page);
     let response = owner
@@ -267,9 +279,6 @@ async fn a_zip_upload_becomes_an_image_set() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn weights_are_imported_from_the_lab_with_their_names_checked() {
-    let app = spawn_app().await;
-    app.create_account("owner", Role::Admin).await;
-    let owner = app.login("owner").await;
     let legacy = vision_common::assets().join("weights/lpips_v0.1_alex_lin.legacy.pth");
     if !legacy.is_file() {
         eprintln!(
@@ -278,6 +287,10 @@ async fn weights_are_imported_from_the_lab_with_their_names_checked() {
         );
         return;
     }
+    let weights = legacy.parent().unwrap().to_path_buf();
+    let app = spawn_app_with(|data| reading(data, &[&weights])).await;
+    app.create_account("owner", Role::Admin).await;
+    let owner = app.login("owner").await;
     let response = owner
         .post(
             "/admin/lab/weights/import",
@@ -323,4 +336,221 @@ async fn weights_are_imported_from_the_lab_with_their_names_checked() {
         .unwrap()
         .join("weights/lpips_v0.1_vgg_lin.safetensors")
         .exists());
+}
+
+/// Resident memory of this process (the server runs in it), in bytes.
+fn resident_bytes() -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap();
+    let line = status.lines().find(|l| l.starts_with("VmRSS:")).unwrap();
+    let kib: u64 = line.split_whitespace().nth(1).unwrap().parse().unwrap();
+    kib * 1024
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn weights_from_dev_zero_or_outside_the_import_roots_are_refused_without_reading() {
+    // `/dev` is a root here, so `/dev/zero` meets the regular-file check rather than the roots.
+    let app = spawn_app_with(|data| reading(data, &[Path::new("/dev")])).await;
+    app.create_account("owner", Role::Admin).await;
+    let owner = app.login("owner").await;
+    let data = app.data_dir();
+    let link = data.join("passwd.pth");
+    std::os::unix::fs::symlink("/etc/passwd", &link).unwrap();
+    let sparse = data.join("huge.safetensors");
+    std::fs::File::create(&sparse)
+        .unwrap()
+        .set_len(3 << 30)
+        .unwrap();
+    let outside = "is not a file under the folders the dashboard may read";
+    let cases: [(&str, &str); 5] = [
+        ("/dev/zero", "is not a regular file"),
+        ("/etc/passwd", outside),
+        (link.to_str().unwrap(), outside),
+        ("/no/such/file.pth", outside),
+        (sparse.to_str().unwrap(), "is larger than 1024 MiB"),
+    ];
+    let before = resident_bytes();
+    for (file, message) in cases {
+        let started = std::time::Instant::now();
+        let response = tokio::time::timeout(
+            Duration::from_secs(10),
+            owner.post(
+                "/admin/lab/weights/import",
+                &[("file", file), ("name", "lpips_v0.1_alex_lin")],
+            ),
+        )
+        .await
+        .unwrap_or_else(|_| panic!("{file}: no answer within 10 s"));
+        let took = started.elapsed();
+        assert_eq!(response.status(), 422, "{file}");
+        let body = response.text().await.unwrap();
+        assert!(
+            body.contains(message),
+            "{file}: `{message}` not in the page"
+        );
+        assert!(!body.contains("root:x:0"), "{file}: no file contents shown");
+        eprintln!("{file}: refused in {took:?}");
+    }
+    let grown = resident_bytes().saturating_sub(before);
+    eprintln!("resident memory grew by {} KiB", grown / 1024);
+    assert!(grown < 64 << 20, "nothing was read: grew by {grown} bytes");
+    assert!(!data
+        .join("weights/lpips_v0.1_alex_lin.safetensors")
+        .exists());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_folder_outside_the_import_roots_is_refused_and_links_out_of_a_root_are_not_followed() {
+    let app = spawn_app().await;
+    app.create_account("owner", Role::Admin).await;
+    let owner = app.login("owner").await;
+    let data = app.data_dir();
+    let above = data.parent().unwrap().to_str().unwrap().to_string();
+    for folder in ["/root", "/etc", "/dev/zero", &above, "/no/such/folder"] {
+        let response = owner
+            .post("/admin/lab/image-sets", &[("folder", folder)])
+            .await;
+        assert_eq!(response.status(), 422, "{folder}");
+        let body = response.text().await.unwrap();
+        assert!(
+            body.contains("is not a folder under the folders the dashboard may read"),
+            "{folder}"
+        );
+    }
+    assert_eq!(
+        app.count("SELECT count(*) FROM jobs").await,
+        0,
+        "nothing queued"
+    );
+
+    // Inside the data directory: pictures, and links that lead out of it.
+    let photos = vision_common::photo_subset(2);
+    let inside = data.join("incoming");
+    std::fs::create_dir(&inside).unwrap();
+    for entry in std::fs::read_dir(photos.path()).unwrap() {
+        let path = entry.unwrap().path();
+        std::fs::copy(&path, inside.join(path.file_name().unwrap())).unwrap();
+    }
+    std::os::unix::fs::symlink("/etc", inside.join("etc")).unwrap();
+    std::os::unix::fs::symlink("/etc/hostname", inside.join("host.png")).unwrap();
+    let response = owner
+        .post(
+            "/admin/lab/image-sets",
+            &[("folder", inside.to_str().unwrap()), ("name", "inside")],
+        )
+        .await;
+    assert_eq!(response.status(), 303);
+    let work = vision_common::data_dir_with_weights();
+    assert!(worker(&app, &work).run_one().await.unwrap());
+    let (status, result): (String, serde_json::Value) =
+        sqlx::query_as("SELECT status, result FROM jobs WHERE kind = 'images'")
+            .fetch_one(&app.pool)
+            .await
+            .unwrap();
+    assert_eq!(status, "done");
+    assert_eq!(result["images"], 2);
+    let skipped: Vec<String> = result["skipped"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["path"].as_str().unwrap().to_string())
+        .collect();
+    let mut expected = vec![
+        inside.join("etc").display().to_string(),
+        inside.join("host.png").display().to_string(),
+    ];
+    expected.sort();
+    assert_eq!(
+        skipped, expected,
+        "nothing under the link to /etc is listed"
+    );
+}
+
+/// Sends an upload by hand: `declared` as its Content-Length (headers only, no body), or else a
+/// chunked body of `bytes` zeros after the form's token; returns the status of the reply.
+async fn raw_upload(
+    app: &common::TestApp,
+    cookie: &str,
+    csrf: &str,
+    declared: Option<u64>,
+    bytes: u64,
+) -> u16 {
+    let address = app.address.trim_start_matches("http://").to_string();
+    let stream = tokio::net::TcpStream::connect(&address).await.unwrap();
+    let (mut reader, mut writer) = stream.into_split();
+    let reply = tokio::spawn(async move {
+        let mut reply = Vec::new();
+        let _ = reader.read_to_end(&mut reply).await;
+        reply
+    });
+    let framing = match declared {
+        Some(n) => format!("Content-Length: {n}"),
+        None => "Transfer-Encoding: chunked".to_string(),
+    };
+    let head = format!(
+        "POST /admin/lab/uploads HTTP/1.1\r\nHost: {address}\r\nCookie: {cookie}\r\n\
+         Content-Type: multipart/form-data; boundary=B\r\n{framing}\r\nConnection: close\r\n\r\n"
+    );
+    writer.write_all(head.as_bytes()).await.unwrap();
+    if declared.is_none() {
+        let prefix = format!(
+            "--B\r\nContent-Disposition: form-data; name=\"csrf\"\r\n\r\n{csrf}\r\n--B\r\n\
+             Content-Disposition: form-data; name=\"archive\"; filename=\"big.zip\"\r\n\
+             Content-Type: application/zip\r\n\r\n"
+        );
+        let mut chunks = vec![prefix.into_bytes()];
+        let zeros = vec![0u8; 64 * 1024];
+        let mut sent = 0;
+        while sent < bytes {
+            chunks.push(zeros.clone());
+            sent += zeros.len() as u64;
+            for chunk in chunks.drain(..) {
+                let framed = [
+                    format!("{:x}\r\n", chunk.len()).into_bytes(),
+                    chunk,
+                    b"\r\n".to_vec(),
+                ]
+                .concat();
+                if writer.write_all(&framed).await.is_err() || reply.is_finished() {
+                    sent = bytes;
+                    break;
+                }
+            }
+        }
+        let _ = writer.write_all(b"0\r\n\r\n").await;
+    }
+    let reply = tokio::time::timeout(Duration::from_secs(20), reply)
+        .await
+        .expect("a reply within 20 s")
+        .unwrap();
+    let text = String::from_utf8_lossy(&reply);
+    text.split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("no status line in {text:?}"))
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_upload_over_the_limit_is_refused_with_413_and_nothing_is_kept() {
+    let app = spawn_app_with(|_| Limits::per_minute(120).with_max_upload_bytes(1 << 20)).await;
+    app.create_account("owner", Role::Admin).await;
+    let owner = app.login("owner").await;
+    let (_, page) = owner.text("/admin/lab").await;
+    let csrf = csrf_of(&page);
+    let started = std::time::Instant::now();
+    let declared = raw_upload(&app, &owner.cookie, &csrf, Some(8 << 30), 0).await;
+    assert_eq!(
+        declared, 413,
+        "refused on its declared length, before any byte of it"
+    );
+    eprintln!("declared 8 GiB: refused in {:?}", started.elapsed());
+    let streamed = raw_upload(&app, &owner.cookie, &csrf, None, 64 << 20).await;
+    assert_eq!(streamed, 413, "refused once past the limit");
+    let uploads: Vec<PathBuf> = std::fs::read_dir(app.data_dir().join("uploads"))
+        .map(|d| d.map(|e| e.unwrap().path()).collect())
+        .unwrap_or_default();
+    assert!(
+        uploads.is_empty(),
+        "the partial upload is removed: {uploads:?}"
+    );
+    assert_eq!(app.count("SELECT count(*) FROM jobs").await, 0);
 }

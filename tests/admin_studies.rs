@@ -171,7 +171,11 @@ async fn a_study_moves_from_draft_to_active_to_paused_to_closed() {
 
 #[tokio::test]
 async fn an_imi_folder_on_the_server_becomes_the_stimuli_of_a_draft_and_a_clone_copies_them() {
-    let app = spawn_app().await;
+    let app = common::admin::spawn_app_with(|data| {
+        meilab::web::api::limit::Limits::per_minute(120)
+            .with_import_roots(vec![data.to_path_buf(), imi_fixtures()])
+    })
+    .await;
     app.create_account("owner", Role::Admin).await;
     let owner = app.login("owner").await;
     let id = create_study(&owner, "imported").await;
@@ -191,6 +195,15 @@ async fn an_imi_folder_on_the_server_becomes_the_stimuli_of_a_draft_and_a_clone_
         .await
         .expect("body")
         .contains("is not a folder"));
+    // A folder outside the import roots is refused like a missing one, without being read.
+    let outside = owner
+        .post(
+            &format!("/admin/studies/{id}/stimuli"),
+            &[("source", "imi"), ("folder", "/etc"), ("model", "x")],
+        )
+        .await;
+    assert_eq!(outside.status(), 422);
+    assert!(outside.text().await.expect("body").contains("import_roots"));
 
     let folder = imi_fixtures().join("trials/demo_natural_9_references");
     let folder = folder.to_str().expect("UTF-8 path");

@@ -16,7 +16,7 @@ pub struct LoadtestArgs {
     #[arg(long)]
     pub study: String,
     /// Simulated participants, all from this machine's address: the server's
-    /// `sessions_per_ip_per_minute` (MEILAB_SESSIONS_PER_IP_PER_MINUTE, default 1000, 0 = off) must allow them
+    /// `sessions_per_ip_per_minute` (MEILAB_SESSIONS_PER_IP_PER_MINUTE, default 120, 0 = off) must allow them
     #[arg(long, default_value_t = 500)]
     pub participants: usize,
     #[arg(long, default_value_t = 64)]

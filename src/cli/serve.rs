@@ -39,7 +39,7 @@ pub(super) async fn serve_until_stopped(
         settings.participant_key()?,
     )
     .with_public_url(settings.public_url());
-    let limiter = web::api::limit::SessionLimiter::per_minute(settings.sessions_per_ip_per_minute);
+    let limiter = web::api::limit::Limits::from_settings(settings)?;
     let server = web::serve_with(listener, state, limiter)?;
     tracing::info!(url = %settings.public_url(), "serving");
     // One job worker runs beside the server; `meilab worker` adds more anywhere.

@@ -106,47 +106,85 @@ pub async fn delete_session(conn: &mut PgConnection, token_hash: &str) -> sqlx::
     .map(|_| ())
 }
 
-/// Failed logins within the last `window_secs` from `ip` and for `username`.
-pub struct Failures {
-    pub by_ip: i64,
-    pub by_username: i64,
+/// How many attempts a throttle row allows and how it backs off.
+#[derive(Debug, Clone, Copy)]
+pub struct Backoff {
+    /// Attempts allowed one after the other.
+    pub free: i32,
+    /// The wait after the last free attempt; it doubles with each further attempt ...
+    pub base_secs: f64,
+    /// ... up to this.
+    pub cap_secs: f64,
 }
 
-pub async fn recent_failures(
+/// Claims one login attempt of `client` on `account` ('' for the per-address row): its counter goes
+/// up and the next attempt's earliest time is set, in one statement on one row, so concurrent claims
+/// take their turns on the row lock and at most `free` of them pass before the back-off. False if
+/// the row is still backing off (nothing changes then).
+pub async fn claim_attempt(
     conn: &mut PgConnection,
-    ip: &str,
-    username: &str,
-    window_secs: f64,
-) -> sqlx::Result<Failures> {
-    sqlx::query_as!(
-        Failures,
-        r#"SELECT count(*) FILTER (WHERE ip = $1) AS "by_ip!",
-                  count(*) FILTER (WHERE lower(username) = lower($2)) AS "by_username!"
-           FROM login_failures
-           WHERE at > now() - make_interval(secs => $3) AND (ip = $1 OR lower(username) = lower($2))"#,
-        ip,
-        username,
-        window_secs
+    account: &str,
+    client: &str,
+    backoff: Backoff,
+) -> sqlx::Result<bool> {
+    let claimed = sqlx::query_scalar!(
+        r#"INSERT INTO login_throttle AS t (account, client, failures, blocked_until)
+           VALUES ($1, $2, 1,
+                   now() + make_interval(secs => CASE WHEN 1 < $3::int4 THEN 0.0::float8 ELSE $4::float8 END))
+           ON CONFLICT (account, client) DO UPDATE
+           SET failures = t.failures + 1,
+               blocked_until = now() + make_interval(secs =>
+                   CASE WHEN t.failures + 1 < $3::int4 THEN 0.0::float8
+                        ELSE least($5::float8,
+                                   $4::float8 * power(2.0::float8, least(t.failures + 1 - $3::int4, 40)))
+                   END),
+               updated_at = now()
+           WHERE t.blocked_until <= now()
+           RETURNING failures"#,
+        account,
+        client,
+        backoff.free,
+        backoff.base_secs,
+        backoff.cap_secs
     )
-    .fetch_one(conn)
-    .await
+    .fetch_optional(conn)
+    .await?;
+    Ok(claimed.is_some())
 }
 
-pub async fn record_failure(conn: &mut PgConnection, ip: &str, username: &str) -> sqlx::Result<()> {
+/// After a successful login: the account's row for this client is cleared, and the per-address
+/// row ('') gives back the attempt it counted.
+pub async fn release_attempt(
+    conn: &mut PgConnection,
+    account: &str,
+    client: &str,
+) -> sqlx::Result<()> {
     sqlx::query!(
-        "INSERT INTO login_failures (ip, username) VALUES ($1, $2)",
-        ip,
-        username
+        "DELETE FROM login_throttle WHERE account = $1 AND client = $2",
+        account,
+        client
+    )
+    .execute(&mut *conn)
+    .await?;
+    sqlx::query!(
+        "UPDATE login_throttle SET failures = greatest(failures - 1, 0)
+         WHERE account = '' AND client = $1",
+        client
     )
     .execute(conn)
     .await
     .map(|_| ())
 }
 
-/// Forgets failures older than a day, so the table stays small.
-pub async fn prune_failures(conn: &mut PgConnection) -> sqlx::Result<()> {
-    sqlx::query!("DELETE FROM login_failures WHERE at < now() - interval '1 day'")
-        .execute(conn)
-        .await
-        .map(|_| ())
+/// Forgets rows untouched for `idle_secs` whose back-off is over, so the table stays small and
+/// an old run of mistakes does not count against a later one.
+pub async fn prune_attempts(conn: &mut PgConnection, idle_secs: f64) -> sqlx::Result<()> {
+    sqlx::query!(
+        "DELETE FROM login_throttle
+         WHERE updated_at < now() - make_interval(secs => $1) AND blocked_until < now()",
+        idle_secs
+    )
+    .execute(conn)
+    .await
+    .map(|_| ())
 }

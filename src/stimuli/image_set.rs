@@ -1,8 +1,12 @@
 //! Image sets: a server folder (recursive) or a zip archive, each picture brought to one square size
 //! and kept in the content-addressed store, so that participants, the studied network and the
 //! observer all see identical pixels. Unreadable or unsupported files are listed and skipped.
+//! Nothing is held in memory beyond the pictures being decoded: folders are read a chunk of files at a
+//! time, zip archives a chunk of entries at a time from the file, each picture read only up to its limit.
+//! Jobs queued by the dashboard carry the import roots they may read under, and every file (after
+//! symbolic links are followed) must lie within one of them.
 
-use std::io::Read;
+use std::io::{Read, Seek};
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
@@ -17,11 +21,16 @@ use crate::jobs::{progress, Progress};
 use crate::vision::{decode_image, Resize};
 
 const EXTENSIONS: [&str; 4] = ["jpg", "jpeg", "png", "webp"];
-/// Zip limits: a picture over this size, or an archive expanding past the total, is refused.
-const MAX_ENTRY_BYTES: u64 = 64 << 20;
+/// A picture over this size (a file or a zip entry) is skipped, and an archive expanding past the
+/// total is refused.
+pub const MAX_PICTURE_BYTES: u64 = 64 << 20;
 const MAX_ARCHIVE_BYTES: u64 = 4 << 30;
 /// Deflate rarely beats 20:1 on photographs; far higher ratios on large entries mark a zip bomb.
 const MAX_RATIO: u64 = 200;
+/// Pictures read, decoded and stored together.
+const CHUNK: usize = 64;
+/// Bytes of zip entries read together, at most (one larger entry is read alone).
+const CHUNK_BYTES: u64 = 256 << 20;
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Skipped {
@@ -57,12 +66,33 @@ pub async fn register_folder(
     size: u32,
     progress: &dyn Progress,
 ) -> anyhow::Result<Registered> {
+    register_folder_within(pool, store, name, dir, None, size, progress).await
+}
+
+/// As [`register_folder`]; with `within`, the folder and every file taken from it (links followed)
+/// must lie under one of these directories, and files that do not are skipped.
+pub async fn register_folder_within(
+    pool: &PgPool,
+    store: &ImageStore,
+    name: &str,
+    dir: &Path,
+    within: Option<&[PathBuf]>,
+    size: u32,
+    progress: &dyn Progress,
+) -> anyhow::Result<Registered> {
     if !dir.is_dir() {
         bail!("{} is not a folder", dir.display());
     }
+    let roots = within.map(canonical_roots);
+    if let Some(roots) = &roots {
+        let inside = dir.canonicalize().is_ok_and(|d| is_within(&d, roots));
+        if !inside {
+            bail!("{} is outside the import roots", dir.display());
+        }
+    }
     let dir_owned = dir.to_path_buf();
     let (files, mut skipped) =
-        tokio::task::spawn_blocking(move || list_folder(&dir_owned)).await??;
+        tokio::task::spawn_blocking(move || list_folder(&dir_owned, roots.as_deref())).await??;
     progress.start_phase("reading images", files.len() as u64);
     let (members, bad) = store_in_chunks(store, files, size, progress).await?;
     skipped.extend(bad);
@@ -79,20 +109,112 @@ pub async fn register_zip(
     size: u32,
     progress: &dyn Progress,
 ) -> anyhow::Result<Registered> {
-    let (sources, mut skipped) = tokio::task::spawn_blocking(move || read_zip(&archive)).await??;
-    progress.start_phase("reading images", sources.len() as u64);
-    let (members, bad) = store_in_chunks(store, sources, size, progress).await?;
-    skipped.extend(bad);
+    let archive = std::io::Cursor::new(archive);
+    register_zip_from(pool, store, name, archive, size, progress).await
+}
+
+/// As [`register_zip`], reading the archive from a file a chunk of entries at a time.
+pub async fn register_zip_file(
+    pool: &PgPool,
+    store: &ImageStore,
+    name: &str,
+    path: &Path,
+    size: u32,
+    progress: &dyn Progress,
+) -> anyhow::Result<Registered> {
+    let file = std::fs::File::open(path)
+        .with_context(|| format!("cannot read the upload {}", path.display()))?;
+    register_zip_from(
+        pool,
+        store,
+        name,
+        std::io::BufReader::new(file),
+        size,
+        progress,
+    )
+    .await
+}
+
+async fn register_zip_from<R: Read + Seek + Send + 'static>(
+    pool: &PgPool,
+    store: &ImageStore,
+    name: &str,
+    archive: R,
+    size: u32,
+    progress: &dyn Progress,
+) -> anyhow::Result<Registered> {
+    let (mut zip, entries, mut skipped) =
+        tokio::task::spawn_blocking(move || list_zip(archive)).await??;
+    progress.start_phase("reading images", entries.len() as u64);
+    let mut members = Vec::new();
+    let mut expanded: u64 = 0;
+    let mut pending = entries.into_iter().peekable();
+    while pending.peek().is_some() {
+        progress::check(progress)?;
+        let (mut chunk, mut bytes) = (Vec::new(), 0u64);
+        while let Some(entry) = pending.peek() {
+            if !chunk.is_empty() && (chunk.len() >= CHUNK || bytes + entry.declared > CHUNK_BYTES) {
+                break;
+            }
+            bytes += entry.declared;
+            chunk.extend(pending.next());
+        }
+        expanded += bytes;
+        if expanded > MAX_ARCHIVE_BYTES {
+            bail!("the archive expands beyond {MAX_ARCHIVE_BYTES} bytes");
+        }
+        let (back, read) = tokio::task::spawn_blocking(move || {
+            let read = read_entries(&mut zip, chunk);
+            (zip, read)
+        })
+        .await?;
+        zip = back;
+        let (sources, bad) = read?;
+        skipped.extend(bad);
+        let (stored, bad) = store_in_chunks(store, sources, size, progress).await?;
+        members.extend(stored);
+        skipped.extend(bad);
+    }
     save(pool, name, "zip upload", members, skipped).await
 }
 
-fn list_folder(dir: &Path) -> anyhow::Result<(Vec<PathBuf>, Vec<Skipped>)> {
+/// The canonical forms of the roots that exist.
+fn canonical_roots(roots: &[PathBuf]) -> Vec<PathBuf> {
+    roots.iter().filter_map(|r| r.canonicalize().ok()).collect()
+}
+
+/// Whether canonical `path` lies in (or is) one of the canonical `roots`.
+pub fn is_within(path: &Path, roots: &[PathBuf]) -> bool {
+    roots.iter().any(|root| path.starts_with(root))
+}
+
+fn list_folder(
+    dir: &Path,
+    roots: Option<&[PathBuf]>,
+) -> anyhow::Result<(Vec<PathBuf>, Vec<Skipped>)> {
     let mut files = Vec::new();
-    let mut skipped = Vec::new();
-    for entry in walkdir::WalkDir::new(dir)
+    // Entries that lead out of the roots are listed once and not descended into.
+    let mut outside = Vec::new();
+    let walk = walkdir::WalkDir::new(dir)
         .follow_links(true)
         .sort_by_file_name()
-    {
+        .into_iter()
+        .filter_entry(|entry| {
+            let Some(roots) = roots else { return true };
+            let inside = entry
+                .path()
+                .canonicalize()
+                .is_ok_and(|p| is_within(&p, roots));
+            if !inside {
+                outside.push(Skipped {
+                    path: entry.path().display().to_string(),
+                    reason: "leads outside the import roots (refused)".into(),
+                });
+            }
+            inside
+        });
+    let mut skipped = Vec::new();
+    for entry in walk {
         let entry = match entry {
             Ok(e) => e,
             Err(e) => {
@@ -119,6 +241,7 @@ fn list_folder(dir: &Path) -> anyhow::Result<(Vec<PathBuf>, Vec<Skipped>)> {
             });
         }
     }
+    skipped.extend(outside);
     Ok((files, skipped))
 }
 
@@ -128,13 +251,23 @@ fn has_picture_extension(path: &Path) -> bool {
         .is_some_and(|e| EXTENSIONS.contains(&e.to_ascii_lowercase().as_str()))
 }
 
-fn read_zip(archive: &[u8]) -> anyhow::Result<(Vec<Source>, Vec<Skipped>)> {
-    let mut zip = zip::ZipArchive::new(std::io::Cursor::new(archive))
-        .context("the upload is not a readable zip archive")?;
-    let (mut sources, mut skipped) = (Vec::new(), Vec::new());
-    let mut expanded: u64 = 0;
+/// A zip entry to read: its index and declared size.
+struct ZipEntry {
+    index: usize,
+    name: String,
+    declared: u64,
+}
+
+/// Opens an archive and lists the pictures to read; the rest are skipped with a reason.
+#[allow(clippy::type_complexity)]
+fn list_zip<R: Read + Seek>(
+    archive: R,
+) -> anyhow::Result<(zip::ZipArchive<R>, Vec<ZipEntry>, Vec<Skipped>)> {
+    let mut zip =
+        zip::ZipArchive::new(archive).context("the upload is not a readable zip archive")?;
+    let (mut entries, mut skipped) = (Vec::new(), Vec::new());
     for i in 0..zip.len() {
-        let mut entry = zip.by_index(i).context("damaged zip archive")?;
+        let entry = zip.by_index_raw(i).context("damaged zip archive")?;
         let raw_name = entry
             .name()
             .map(|n| n.to_string())
@@ -158,32 +291,45 @@ fn read_zip(archive: &[u8]) -> anyhow::Result<(Vec<Source>, Vec<Skipped>)> {
         }
         let declared = entry.size();
         let packed = entry.compressed_size().max(1);
-        if declared > MAX_ENTRY_BYTES || (declared > (1 << 20) && declared / packed > MAX_RATIO) {
+        if declared > MAX_PICTURE_BYTES || (declared > (1 << 20) && declared / packed > MAX_RATIO) {
             skipped.push(Skipped {
                 path: raw_name,
                 reason: format!("expands to {declared} bytes (refused)"),
             });
             continue;
         }
-        // The declared size can lie: never read more than the limit.
-        let mut bytes = Vec::new();
-        (&mut entry)
-            .take(MAX_ENTRY_BYTES + 1)
+        entries.push(ZipEntry {
+            index: i,
+            name: path.display().to_string(),
+            declared,
+        });
+    }
+    Ok((zip, entries, skipped))
+}
+
+/// Reads the listed entries; an entry holding more than it declared is skipped.
+fn read_entries<R: Read + Seek>(
+    zip: &mut zip::ZipArchive<R>,
+    entries: Vec<ZipEntry>,
+) -> anyhow::Result<(Vec<Source>, Vec<Skipped>)> {
+    let (mut sources, mut skipped) = (Vec::new(), Vec::new());
+    for entry in entries {
+        let mut file = zip.by_index(entry.index).context("damaged zip archive")?;
+        // The declared size can lie: never read more than it.
+        let mut bytes = Vec::with_capacity(entry.declared as usize);
+        (&mut file)
+            .take(entry.declared + 1)
             .read_to_end(&mut bytes)
-            .with_context(|| format!("cannot read {raw_name} from the archive"))?;
-        if bytes.len() as u64 > MAX_ENTRY_BYTES {
+            .with_context(|| format!("cannot read {} from the archive", entry.name))?;
+        if bytes.len() as u64 > entry.declared {
             skipped.push(Skipped {
-                path: raw_name,
+                path: entry.name,
                 reason: "larger than declared (refused)".into(),
             });
             continue;
         }
-        expanded += bytes.len() as u64;
-        if expanded > MAX_ARCHIVE_BYTES {
-            bail!("the archive expands beyond {MAX_ARCHIVE_BYTES} bytes");
-        }
         sources.push(Source {
-            path: path.display().to_string(),
+            path: entry.name,
             bytes,
         });
     }
@@ -201,7 +347,7 @@ impl Picture for PathBuf {
         self.display().to_string()
     }
     fn bytes(self) -> anyhow::Result<Vec<u8>> {
-        std::fs::read(&self).with_context(|| format!("cannot read {}", self.display()))
+        read_bounded(&self, MAX_PICTURE_BYTES)
     }
 }
 
@@ -222,7 +368,6 @@ async fn store_in_chunks<P: Picture>(
     size: u32,
     progress: &dyn Progress,
 ) -> anyhow::Result<(Vec<Member>, Vec<Skipped>)> {
-    const CHUNK: usize = 64;
     let resize = Resize::ShorterSideThenCrop {
         resize: size,
         crop: size,
@@ -300,6 +445,9 @@ pub struct ImagesJob {
     pub name: String,
     pub source: ImageSource,
     pub size: u32,
+    /// A folder's files must lie under one of these (the dashboard's import roots); none: anywhere.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub within: Option<Vec<PathBuf>>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -324,13 +472,11 @@ pub async fn run_job(
 ) -> anyhow::Result<ImagesSummary> {
     let registered = match &job.source {
         ImageSource::Folder(dir) => {
-            register_folder(pool, store, &job.name, dir, job.size, progress).await
+            let within = job.within.as_deref();
+            register_folder_within(pool, store, &job.name, dir, within, job.size, progress).await
         }
         ImageSource::Zip(path) => {
-            let bytes = tokio::fs::read(path)
-                .await
-                .with_context(|| format!("cannot read the upload {}", path.display()))?;
-            let result = register_zip(pool, store, &job.name, bytes, job.size, progress).await;
+            let result = register_zip_file(pool, store, &job.name, path, job.size, progress).await;
             let _ = tokio::fs::remove_file(path).await;
             result
         }
@@ -340,4 +486,28 @@ pub async fn run_job(
         images: registered.members.len(),
         skipped: registered.skipped,
     })
+}
+
+/// A regular file's bytes, refused without reading when its size is over `limit`; never more than
+/// `limit` bytes are read, even from a file that grows meanwhile.
+pub fn read_bounded(path: &Path, limit: u64) -> anyhow::Result<Vec<u8>> {
+    let file =
+        std::fs::File::open(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let meta = file
+        .metadata()
+        .with_context(|| format!("cannot read {}", path.display()))?;
+    if !meta.is_file() {
+        bail!("{} is not a regular file", path.display());
+    }
+    if meta.len() > limit {
+        bail!("{} is larger than {limit} bytes", path.display());
+    }
+    let mut bytes = Vec::with_capacity(meta.len() as usize);
+    file.take(limit + 1)
+        .read_to_end(&mut bytes)
+        .with_context(|| format!("cannot read {}", path.display()))?;
+    if bytes.len() as u64 > limit {
+        bail!("{} is larger than {limit} bytes", path.display());
+    }
+    Ok(bytes)
 }

@@ -463,7 +463,20 @@ pub fn import(
     expected_sha256: Option<&str>,
 ) -> Result<Imported> {
     let set = WeightSet::parse(name)?;
-    let digest = file_sha256(file)?;
+    let bytes = std::fs::read(file).map_err(io_err(file))?;
+    import_bytes(&bytes, file, set, data_dir, expected_sha256)
+}
+
+/// As [`import`], from a file's bytes already read (by a caller that bounds what it reads);
+/// `file` names the source in errors and in the written file's metadata.
+pub fn import_bytes(
+    bytes: &[u8],
+    file: &Path,
+    set: WeightSet,
+    data_dir: &Path,
+    expected_sha256: Option<&str>,
+) -> Result<Imported> {
+    let digest = hex(&Sha256::digest(bytes));
     if let Some(want) = expected_sha256 {
         if !want.eq_ignore_ascii_case(&digest) {
             return Err(VisionError::Input(format!(
@@ -472,7 +485,7 @@ pub fn import(
             )));
         }
     }
-    let tensors = set.canonical(&read_weights(file)?, file)?;
+    let tensors = set.canonical(&read_weights_bytes(bytes, file)?, file)?;
     let verified = verify_known(set, &tensors, file)?;
     let out = data_dir
         .join("weights")

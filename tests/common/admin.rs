@@ -1,10 +1,48 @@
 //! Dashboard sessions for tests: accounts, login through the real form, and forms with their CSRF token.
 
+use std::net::{IpAddr, TcpListener};
+use std::path::{Path, PathBuf};
+
 use meilab::accounts::{self, Role};
+use meilab::stimuli::store::ImageStore;
+use meilab::study::recruit::ParticipantKey;
+use meilab::web::api::limit::Limits;
+use meilab::web::{self, AppState};
 use reqwest::header::{COOKIE, LOCATION, SET_COOKIE};
 use reqwest::redirect::Policy;
 
 use super::TestApp;
+
+/// The server as `spawn_app` starts it, with the limits `limits` makes for its data directory
+/// (trusted proxies, import roots, upload cap, session starts per address).
+pub async fn spawn_app_with(limits: impl FnOnce(&Path) -> Limits) -> TestApp {
+    let pool = super::fresh_database().await;
+    let data_dir = tempfile::tempdir().expect("temporary data folder");
+    let store = ImageStore::new(data_dir.path().join("images"));
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind a free port");
+    let port = listener.local_addr().expect("local address").port();
+    let key = ParticipantKey::new(&rand::random::<[u8; 32]>());
+    let state = AppState::new(pool.clone(), store.clone(), key.clone());
+    let server = web::serve_with(listener, state, limits(data_dir.path())).expect("server starts");
+    tokio::spawn(server);
+    TestApp {
+        address: format!("http://127.0.0.1:{port}"),
+        pool,
+        store,
+        client: reqwest::Client::new(),
+        key,
+        _data_dir: data_dir,
+    }
+}
+
+/// A client whose connections come from `ip` (any of 127.0.0.0/8 reaches a server on 127.0.0.1).
+pub fn client_from(ip: IpAddr) -> reqwest::Client {
+    reqwest::Client::builder()
+        .redirect(Policy::none())
+        .local_address(ip)
+        .build()
+        .expect("HTTP client")
+}
 
 pub const PASSWORD: &str = "correct horse battery";
 
@@ -68,9 +106,29 @@ impl TestApp {
             .expect("account is created");
     }
 
+    /// The server's data directory.
+    pub fn data_dir(&self) -> PathBuf {
+        self.store
+            .root()
+            .parent()
+            .expect("the image store is in the data directory")
+            .to_path_buf()
+    }
+
     /// Submits the login form as a browser would (its CSRF cookie and field included).
     pub async fn try_login(&self, username: &str, password: &str) -> reqwest::Response {
-        let http = client();
+        self.try_login_with(&client(), username, password, None)
+            .await
+    }
+
+    /// As `try_login`, through `http`, with an `X-Forwarded-For` header if given.
+    pub async fn try_login_with(
+        &self,
+        http: &reqwest::Client,
+        username: &str,
+        password: &str,
+        forwarded_for: Option<&str>,
+    ) -> reqwest::Response {
         let form = http
             .get(self.url("/admin/login"))
             .send()
@@ -78,17 +136,21 @@ impl TestApp {
             .expect("login page");
         let login_cookie = cookie(&form, "meilab_login").expect("the login page sets its cookie");
         let csrf = csrf_of(&form.text().await.expect("login page text"));
-        http.post(self.url("/admin/login"))
-            .header(COOKIE, login_cookie)
-            .form(&[
-                ("csrf", csrf.as_str()),
-                ("username", username),
-                ("password", password),
-                ("next", "/admin"),
-            ])
-            .send()
-            .await
-            .expect("login request")
+        let mut post = http
+            .post(self.url("/admin/login"))
+            .header(COOKIE, login_cookie);
+        if let Some(forwarded) = forwarded_for {
+            post = post.header("X-Forwarded-For", forwarded);
+        }
+        post.form(&[
+            ("csrf", csrf.as_str()),
+            ("username", username),
+            ("password", password),
+            ("next", "/admin"),
+        ])
+        .send()
+        .await
+        .expect("login request")
     }
 
     pub async fn login(&self, username: &str) -> AdminClient<'_> {

@@ -1,11 +1,16 @@
 //! `/admin/lab`: weights, image sets (a server folder or an uploaded zip), the trial-building form,
 //! and the jobs that do the work, with live progress from `/admin/jobs.json` and cancel buttons.
+//!
+//! Files on the server are read only under the import roots (`import_roots`, default the data
+//! directory), after links are resolved, only when they are regular files (or, for image sets, folders),
+//! and only up to a size limit checked before reading. Uploads stream to a file in the data directory,
+//! refused with 413 past `max_upload_mib`.
 
 use std::path::{Path, PathBuf};
 
 use actix_multipart::Multipart;
 use actix_web::http::StatusCode;
-use actix_web::{web, HttpResponse};
+use actix_web::{web, HttpRequest, HttpResponse};
 use askama::Template;
 use futures_util::StreamExt;
 use serde::{Deserialize, Serialize};
@@ -13,15 +18,20 @@ use tokio::io::AsyncWriteExt;
 
 use super::{page, see_other, Admin, AdminError, Chrome, PageResult};
 use crate::db;
+use crate::error::AppError;
 use crate::jobs::worker;
 use crate::stimuli::build::{BuildSpec, UnitSampling};
 use crate::stimuli::directions::Basis;
-use crate::stimuli::image_set::{ImageSource, ImagesJob};
+use crate::stimuli::image_set::{self, ImageSource, ImagesJob};
 use crate::vision::{self, Arch, LpipsNet, WeightSet};
+use crate::web::api::limit;
 use crate::web::AppState;
 
-/// Zip uploads larger than this are refused while they stream in.
-const MAX_UPLOAD_BYTES: usize = 2 << 30;
+/// Weight files larger than this are refused before they are read (the largest supported set, a
+/// torchvision VGG16 checkpoint with its classifier, is 528 MB).
+pub const MAX_WEIGHT_FILE_BYTES: u64 = 1 << 30;
+/// Room for the form's other fields and the multipart framing around an upload.
+const MULTIPART_SLACK: u64 = 64 * 1024;
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.route("/lab", web::get().to(show))
@@ -278,20 +288,98 @@ struct ImportForm {
     name: String,
 }
 
+/// The directories the dashboard may read files from, canonical: the configured import roots, or
+/// the data directory.
+pub(super) fn import_roots(request: &HttpRequest, state: &AppState) -> Vec<PathBuf> {
+    let roots = match limit::of(request).and_then(|l| l.import_roots()) {
+        Some(roots) => roots.to_vec(),
+        None => vec![state.data_dir()],
+    };
+    roots.iter().filter_map(|r| r.canonicalize().ok()).collect()
+}
+
+fn roots_text(roots: &[PathBuf]) -> String {
+    match roots {
+        [] => "none are configured".to_string(),
+        _ => roots
+            .iter()
+            .map(|r| r.display().to_string())
+            .collect::<Vec<_>>()
+            .join(", "),
+    }
+}
+
+/// `typed` resolved (links followed) when it names a file (`folder`: a folder) under one of the
+/// canonical `roots`; otherwise why not. Whether something exists outside the roots is not told.
+pub(super) fn server_path(typed: &str, roots: &[PathBuf], folder: bool) -> Result<PathBuf, String> {
+    let what = if folder { "folder" } else { "file" };
+    if typed.is_empty() {
+        return Err(format!("Give the path of a {what} on the server."));
+    }
+    let outside = || {
+        format!(
+            "`{typed}` is not a {what} under the folders the dashboard may read ({}); the \
+             `import_roots` setting names them.",
+            roots_text(roots)
+        )
+    };
+    let path = Path::new(typed)
+        .canonicalize()
+        .ok()
+        .filter(|p| image_set::is_within(p, roots))
+        .ok_or_else(outside)?;
+    let meta = std::fs::metadata(&path).map_err(|_| outside())?;
+    if folder && !meta.is_dir() {
+        return Err(format!("`{typed}` is not a folder."));
+    }
+    if !folder && !meta.is_file() {
+        return Err(format!("`{typed}` is not a regular file."));
+    }
+    Ok(path)
+}
+
+/// A weight file under the import roots, read up to [`MAX_WEIGHT_FILE_BYTES`].
+fn read_weight_file(typed: &str, roots: &[PathBuf]) -> Result<(PathBuf, Vec<u8>), String> {
+    let path = server_path(typed, roots, false)?;
+    let too_large = || {
+        format!(
+            "`{typed}` is larger than {} MiB, the limit for weight files.",
+            MAX_WEIGHT_FILE_BYTES >> 20
+        )
+    };
+    let size = std::fs::metadata(&path)
+        .map(|m| m.len())
+        .unwrap_or(u64::MAX);
+    if size > MAX_WEIGHT_FILE_BYTES {
+        return Err(too_large());
+    }
+    let bytes = image_set::read_bounded(&path, MAX_WEIGHT_FILE_BYTES).map_err(|_| {
+        format!("`{typed}` could not be read (it changed, or is larger than the limit).")
+    })?;
+    Ok((path, bytes))
+}
+
 /// Imports a weight file already on the server (any supported format), checked against its set.
 async fn import_weights(
     state: web::Data<AppState>,
+    request: HttpRequest,
     admin: Admin,
     form: web::Form<ImportForm>,
 ) -> PageResult {
     admin.require_admin()?;
     admin.check_csrf(&form.csrf)?;
-    let file = PathBuf::from(form.file.trim());
-    let (name, data_dir) = (form.name.clone(), state.data_dir());
-    let outcome =
-        tokio::task::spawn_blocking(move || vision::weights::import(&file, &name, &data_dir, None))
-            .await
-            .map_err(anyhow::Error::from)?;
+    let typed = form.file.trim().to_string();
+    let roots = import_roots(&request, &state);
+    let data_dir = state.data_dir();
+    let set = WeightSet::parse(form.name.trim());
+    let outcome = tokio::task::spawn_blocking(move || {
+        let set = set.map_err(|e| e.to_string())?;
+        let (path, bytes) = read_weight_file(&typed, &roots)?;
+        vision::weights::import_bytes(&bytes, &path, set, &data_dir, None)
+            .map_err(|e| e.to_string())
+    })
+    .await
+    .map_err(anyhow::Error::from)?;
     match outcome {
         Ok(imported) => {
             let notice = format!(
@@ -338,6 +426,7 @@ struct FolderForm {
 
 async fn add_folder(
     state: web::Data<AppState>,
+    request: HttpRequest,
     admin: Admin,
     form: web::Form<FolderForm>,
 ) -> PageResult {
@@ -353,14 +442,11 @@ async fn add_folder(
             None,
         )
     };
-    let folder = PathBuf::from(form.folder.trim());
-    if form.folder.trim().is_empty() || !folder.is_dir() {
-        return refuse(format!(
-            "`{}` is not a folder on the server.",
-            form.folder.trim()
-        ))
-        .await;
-    }
+    let roots = import_roots(&request, &state);
+    let folder = match server_path(form.folder.trim(), &roots, true) {
+        Ok(folder) => folder,
+        Err(message) => return refuse(message).await,
+    };
     let Some(size) = parse_size(&form.size) else {
         return refuse("The image size is a whole number of pixels from 32 to 1024.".into()).await;
     };
@@ -378,6 +464,7 @@ async fn add_folder(
             name,
             source: ImageSource::Folder(folder),
             size,
+            within: Some(roots),
         },
     )
     .await?;
@@ -392,11 +479,27 @@ fn parse_size(text: &str) -> Option<u32> {
 }
 
 /// A zip of pictures streamed to `<data-dir>/uploads`, then registered by a job (which checks every
-/// entry for path traversal and decompression bombs and removes the upload).
-async fn upload_zip(state: web::Data<AppState>, admin: Admin, mut parts: Multipart) -> PageResult {
+/// entry for path traversal and decompression bombs, reads it a chunk of entries at a time and removes
+/// the upload). An upload over the limit is refused with 413: at once when its length says so, else as
+/// soon as it crosses the limit, and what was written is removed.
+async fn upload_zip(
+    state: web::Data<AppState>,
+    request: HttpRequest,
+    admin: Admin,
+    mut parts: Multipart,
+) -> PageResult {
     admin.require_admin()?;
+    let max = limit::of(&request).map_or(limit::DEFAULT_MAX_UPLOAD_BYTES, |l| l.max_upload_bytes());
+    let declared = request
+        .headers()
+        .get(actix_web::http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > max.saturating_add(MULTIPART_SLACK)) {
+        return Err(too_large(max));
+    }
     let (mut csrf, mut name, mut size) = (String::new(), String::new(), String::new());
-    let mut saved: Option<PathBuf> = None;
+    let mut saved: Option<Upload> = None;
     while let Some(field) = parts.next().await {
         let mut field = field
             .map_err(|e| AdminError::BadRequest(format!("the upload could not be read: {e}")))?;
@@ -408,17 +511,9 @@ async fn upload_zip(state: web::Data<AppState>, admin: Admin, mut parts: Multipa
             tokio::fs::create_dir_all(&dir)
                 .await
                 .map_err(anyhow::Error::from)?;
-            let path = dir.join(format!("{}.zip", uuid::Uuid::new_v4()));
-            let written = stream_to_file(&mut field, &path).await;
-            match written {
-                Ok(0) => {
-                    let _ = tokio::fs::remove_file(&path).await;
-                }
-                Ok(_) => saved = Some(path),
-                Err(e) => {
-                    let _ = tokio::fs::remove_file(&path).await;
-                    return Err(e);
-                }
+            let upload = Upload(Some(dir.join(format!("{}.zip", uuid::Uuid::new_v4()))));
+            if stream_to_file(&mut field, upload.path(), max).await? > 0 {
+                saved = Some(upload);
             }
             continue;
         }
@@ -453,11 +548,10 @@ async fn upload_zip(state: web::Data<AppState>, admin: Admin, mut parts: Multipa
             None,
         )
     };
-    let Some(path) = saved else {
+    let Some(upload) = saved else {
         return refuse("Choose a .zip file of JPEG, PNG or WebP pictures.").await;
     };
     let Some(size) = parse_size(&size) else {
-        let _ = tokio::fs::remove_file(&path).await;
         return refuse("The image size is a whole number of pixels from 32 to 1024.").await;
     };
     let name = match name.trim() {
@@ -468,30 +562,60 @@ async fn upload_zip(state: web::Data<AppState>, admin: Admin, mut parts: Multipa
         &state.pool,
         &ImagesJob {
             name,
-            source: ImageSource::Zip(path),
+            source: ImageSource::Zip(upload.path().to_path_buf()),
             size,
+            within: None,
         },
     )
     .await?;
+    // The job owns the file now and removes it when done.
+    upload.keep();
     Ok(see_other("/admin/lab?notice=queued"))
 }
 
+fn too_large(max: u64) -> AdminError {
+    AdminError::App(AppError::TooLarge(
+        usize::try_from(max).unwrap_or(usize::MAX),
+    ))
+}
+
+/// An upload's file, removed when dropped (a refusal, an error, a client gone mid-way) unless kept.
+struct Upload(Option<PathBuf>);
+
+impl Upload {
+    fn path(&self) -> &Path {
+        self.0.as_deref().unwrap_or(Path::new(""))
+    }
+
+    fn keep(mut self) {
+        self.0 = None;
+    }
+}
+
+impl Drop for Upload {
+    fn drop(&mut self) {
+        if let Some(path) = self.0.take() {
+            let _ = std::fs::remove_file(path);
+        }
+    }
+}
+
+/// Writes the field to `path` as it arrives; refused with 413 once it passes `max` bytes.
 async fn stream_to_file(
     field: &mut actix_multipart::Field,
     path: &Path,
-) -> Result<usize, AdminError> {
+    max: u64,
+) -> Result<u64, AdminError> {
     let mut file = tokio::fs::File::create(path)
         .await
         .map_err(anyhow::Error::from)?;
-    let mut total = 0usize;
+    let mut total = 0u64;
     while let Some(chunk) = field.next().await {
         let chunk = chunk
             .map_err(|e| AdminError::BadRequest(format!("the upload could not be read: {e}")))?;
-        total += chunk.len();
-        if total > MAX_UPLOAD_BYTES {
-            return Err(AdminError::BadRequest(
-                "the archive is larger than 2 GiB".into(),
-            ));
+        total += chunk.len() as u64;
+        if total > max {
+            return Err(too_large(max));
         }
         file.write_all(&chunk).await.map_err(anyhow::Error::from)?;
     }

@@ -1,6 +1,11 @@
-//! `/admin/login` and `/admin/logout`. Failed logins are counted in PostgreSQL per address and per user
-//! name, so every web process enforces the same limit; an unknown name and a wrong password get the same
-//! page after the same amount of work (an unknown name is checked against a dummy hash).
+//! `/admin/login` and `/admin/logout`. Failed logins are counted in PostgreSQL per (account, client),
+//! so every web process enforces the same limit and wrong passwords sent from one place slow down only
+//! that place: the account's owner, logging in from elsewhere, is not locked out. A per-address row
+//! caps attempts across accounts (password spraying). Each attempt is claimed before its password is
+//! checked, in one statement under the row's lock, so concurrent attempts run no more checks than the
+//! limit. The client is the connection's peer, or the address a trusted proxy forwarded
+//! (`trusted_proxies`). An unknown name and a wrong password get the same page after the same amount
+//! of work (an unknown name is checked against a dummy hash).
 
 use actix_web::cookie::time::Duration as CookieDuration;
 use actix_web::http::StatusCode;
@@ -12,21 +17,31 @@ use super::auth::{self, Admin, SESSION_COOKIE, SESSION_HOURS};
 use super::{page, see_other, AdminError, PageResult};
 use crate::accounts;
 use crate::db;
+use crate::web::api::limit;
 use crate::web::AppState;
 
 const LOGIN_COOKIE: &str = "meilab_login";
 const LOGIN_PATH: &str = "/admin/login";
-/// Failed logins are counted over this window.
-pub const WINDOW_SECS: f64 = 15.0 * 60.0;
-/// Failures per user name within the window before further attempts are refused.
-pub const MAX_FAILURES_PER_USER: i64 = 5;
-/// Failures per client address within the window (several people may share one address).
-pub const MAX_FAILURES_PER_IP: i64 = 30;
+/// Attempts one client may make on one account before backing off: 5 in a row, then a wait of 30 s
+/// doubling with each further failure up to 15 minutes (5 + 4 per hour from then on). A success clears it.
+pub const PER_ACCOUNT: db::admins::Backoff = db::admins::Backoff {
+    free: 5,
+    base_secs: 30.0,
+    cap_secs: 15.0 * 60.0,
+};
+/// Attempts one client may make across all accounts (several people may share one address).
+pub const PER_ADDRESS: db::admins::Backoff = db::admins::Backoff {
+    free: 30,
+    base_secs: 30.0,
+    cap_secs: 15.0 * 60.0,
+};
+/// Counts idle this long (and not backing off) are forgotten.
+pub const FORGET_SECS: f64 = 60.0 * 60.0;
 const MAX_USERNAME_LEN: usize = 200;
 
 pub const WRONG: &str = "Wrong user name or password.";
-pub const LIMITED: &str =
-    "Too many failed attempts. For your security, logging in is paused for 15 minutes.";
+pub const LIMITED: &str = "Too many failed attempts. For your security, logging in from here is \
+     paused for a while (at most 15 minutes); please wait before trying again.";
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.route("/login", web::get().to(form))
@@ -124,13 +139,13 @@ async fn login(
         .take(MAX_USERNAME_LEN)
         .collect();
     // Failed logins are counted per client under a keyed hash of its address: no address is stored.
-    let ip = state.key.tag(
-        "admin-login",
-        &request
-            .peer_addr()
-            .map(|a| a.ip().to_string())
-            .unwrap_or_else(|| "unknown".into()),
-    );
+    let client_ip = limit::bucket(limit::client_ip(&request)).to_string();
+    let client = state.key.tag("admin-login", &client_ip);
+    let account_key: String = username
+        .to_lowercase()
+        .chars()
+        .take(MAX_USERNAME_LEN)
+        .collect();
     let fail = |status, message| {
         render(
             &request,
@@ -141,13 +156,22 @@ async fn login(
             Some(message),
         )
     };
+    // No account has an empty name; nothing to check or count.
+    if account_key.is_empty() {
+        return fail(StatusCode::UNAUTHORIZED, WRONG);
+    }
 
-    let mut conn = state.pool.acquire().await?;
-    let failures = db::admins::recent_failures(&mut conn, &ip, &username, WINDOW_SECS).await?;
-    if failures.by_username >= MAX_FAILURES_PER_USER || failures.by_ip >= MAX_FAILURES_PER_IP {
-        tracing::warn!(client = %&ip[..12], "login refused: too many failures");
+    let mut tx = state.pool.begin().await?;
+    db::admins::prune_attempts(&mut tx, FORGET_SECS).await?;
+    let claimed = db::admins::claim_attempt(&mut tx, &account_key, &client, PER_ACCOUNT).await?
+        && db::admins::claim_attempt(&mut tx, "", &client, PER_ADDRESS).await?;
+    if !claimed {
+        tx.rollback().await?;
+        tracing::warn!(client = %&client[..12], "login refused: too many failures");
         return fail(StatusCode::TOO_MANY_REQUESTS, LIMITED);
     }
+    tx.commit().await?;
+    let mut conn = state.pool.acquire().await?;
     let account = db::admins::by_username(&mut conn, &username).await?;
     let hash = account.as_ref().map(|a| a.password_hash.clone());
     let password = form.password.clone();
@@ -162,9 +186,10 @@ async fn login(
     .await
     .map_err(|e| AdminError::App(crate::error::AppError::Internal(e.into())))?;
     let Some(account) = account.filter(|_| matches) else {
-        db::admins::record_failure(&mut conn, &ip, &username).await?;
+        // The claim already counted this failure.
         return fail(StatusCode::UNAUTHORIZED, WRONG);
     };
+    db::admins::release_attempt(&mut conn, &account_key, &client).await?;
 
     let token = auth::new_token();
     let expires = chrono::Utc::now() + chrono::Duration::hours(SESSION_HOURS);
@@ -176,7 +201,6 @@ async fn login(
         expires,
     )
     .await?;
-    db::admins::prune_failures(&mut conn).await?;
     tracing::info!(admin = %account.username, "logged in");
     let secure = auth::is_tls(&request);
     let session = auth::private_cookie(

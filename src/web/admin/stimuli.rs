@@ -1,8 +1,6 @@
 //! Giving a draft study its stimuli: an IMI folder on the server (either layout) or the synthetic
 //! calibration set, with catch and practice trials built from the main trials.
 
-use std::path::PathBuf;
-
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest};
 use rand::SeedableRng;
@@ -97,7 +95,15 @@ async fn add(
             .await
         }
         "imi" => {
-            let folder = PathBuf::from(form.folder.trim());
+            // Only folders under the import roots, as for every server path the dashboard reads.
+            let roots = super::lab::import_roots(&request, &state);
+            let folder = match super::lab::server_path(form.folder.trim(), &roots, true) {
+                Ok(folder) => folder,
+                Err(message) => {
+                    let outcome = refuse(message);
+                    return render(&state, &request, &admin, &study, outcome).await;
+                }
+            };
             let model = match form.model.trim() {
                 "" => "imported".to_string(),
                 m => m.chars().take(100).collect(),

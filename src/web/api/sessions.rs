@@ -55,11 +55,8 @@ pub(crate) async fn create(
     body: Result<web::Bytes, actix_web::Error>,
 ) -> Result<HttpResponse, AppError> {
     // Checked before the body is parsed or the database is asked anything.
-    if let (Some(limiter), Some(peer)) = (
-        request.app_data::<web::Data<SessionLimiter>>(),
-        request.peer_addr(),
-    ) {
-        limiter.check(peer.ip())?;
+    if let Some(limiter) = request.app_data::<web::Data<SessionLimiter>>() {
+        limiter.check(limiter.client_ip(&request))?;
     }
     let new: NewSession = optional_json(&body.map_err(super::payload_error)?)?;
     let mut tx = state.pool.begin().await?;
