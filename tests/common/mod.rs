@@ -86,6 +86,13 @@ pub async fn fresh_database_with_url() -> (PgPool, String) {
     (pool, url.to_string())
 }
 
+/// The URL of `pool`'s database (socket and password included), for a meilab command run as its own
+/// process.
+pub fn database_url(pool: &PgPool) -> String {
+    use sqlx::ConnectOptions;
+    pool.connect_options().to_url_lossy().to_string()
+}
+
 pub async fn spawn_app() -> TestApp {
     if std::env::var_os("TEST_LOG").is_some() {
         meilab::telemetry::init(false);
