@@ -3,7 +3,7 @@
 use actix_web::{http::StatusCode, HttpResponse, ResponseError};
 use serde::Serialize;
 
-#[derive(Debug, thiserror::Error)]
+#[derive(thiserror::Error)]
 pub enum AppError {
     /// Malformed input: bad JSON, wrong types, bad path segments.
     #[error("{0}")]
@@ -72,14 +72,53 @@ impl From<sqlx::Error> for AppError {
             sqlx::Error::Database(ref db) if is_connection_loss(db.code().as_deref()) => {
                 Self::Unavailable
             }
+            sqlx::Error::Database(ref db) if is_data_exception(db.code().as_deref()) => {
+                Self::BadRequest(format!(
+                    "a value in the request cannot be used: {}",
+                    db.message()
+                ))
+            }
             other => Self::Internal(other.into()),
         }
     }
 }
 
+/// SQLSTATE class 22 (data exception): a value the database cannot take, such as a NUL byte or an
+/// invalid byte sequence in text (22021), a number out of range (22003) or malformed text for a type
+/// (22P02). Such values come from the request, so the client hears about it, not the error log.
+fn is_data_exception(code: Option<&str>) -> bool {
+    code.is_some_and(|c| c.starts_with("22"))
+}
+
 /// SQLSTATE class 08 (connection) and 57P0x (server shutting down / restarting).
 fn is_connection_loss(code: Option<&str>) -> bool {
     code.is_some_and(|c| c.starts_with("08") || c.starts_with("57P0"))
+}
+
+/// One line: the code and the message, with an internal error's whole cause chain and never a
+/// backtrace. The request logger writes errors with `Debug`, so this is what a log line shows.
+impl std::fmt::Debug for AppError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let text = match self {
+            Self::Internal(cause) => format!("{cause:#}"),
+            other => other.to_string(),
+        };
+        write!(f, "{}: {}", self.code(), one_line(&text))
+    }
+}
+
+/// `text` on one line, cut to a length a log line can carry.
+fn one_line(text: &str) -> String {
+    const MAX_CHARS: usize = 500;
+    let mut line: String = text
+        .chars()
+        .take(MAX_CHARS)
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect();
+    if text.chars().nth(MAX_CHARS).is_some() {
+        line.push('…');
+    }
+    line
 }
 
 impl From<anyhow::Error> for AppError {
@@ -115,10 +154,8 @@ impl ResponseError for AppError {
 
     fn error_response(&self) -> HttpResponse {
         let message = match self {
-            Self::Internal(cause) => {
-                tracing::error!(error = format!("{cause:#}"), "internal error");
-                "internal error".to_string()
-            }
+            // The request log (`telemetry::RequestSpan`) writes the cause chain (see `Debug`).
+            Self::Internal(_) => "internal error".to_string(),
             other => other.to_string(),
         };
         let mut response = HttpResponse::build(self.status_code());

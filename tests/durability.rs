@@ -135,23 +135,11 @@ async fn wait_for_responses(pool: &PgPool, n: i64) {
     }
 }
 
-fn database_url(pool: &PgPool) -> String {
-    let o = pool.connect_options();
-    format!(
-        "postgres://{}@{}:{}/{}",
-        o.get_username(),
-        o.get_host(),
-        o.get_port(),
-        o.get_database().unwrap_or_default()
-    )
-}
-
 #[tokio::test]
 async fn participants_finish_and_nothing_acknowledged_is_lost_when_the_server_is_killed_twice() {
-    let pool = common::fresh_database().await;
+    let (pool, url) = common::fresh_database_with_url().await;
     let data_dir = tempfile::tempdir().unwrap();
     create_study(&pool, data_dir.path()).await;
-    let url = database_url(&pool);
     let port = free_port();
     let mut server = start_server(&url, data_dir.path(), port);
     wait_ready(port).await;

@@ -87,16 +87,7 @@ fn the_cli_imports_a_folder_into_a_new_study() {
         .arg(data_dir.path());
     let runtime = tokio::runtime::Runtime::new().unwrap();
     let pool = runtime.block_on(common::fresh_database());
-    let url = runtime.block_on(async {
-        let options = pool.connect_options();
-        format!(
-            "postgres://{}@{}:{}/{}",
-            options.get_username(),
-            options.get_host(),
-            options.get_port(),
-            options.get_database().unwrap_or_default()
-        )
-    });
+    let url = common::database_url(&pool);
     // The CLI works on the test's database rather than starting a private cluster of its own.
     let output = command.env("DATABASE_URL", url).output().unwrap();
     let stdout = String::from_utf8_lossy(&output.stdout);

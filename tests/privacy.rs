@@ -44,20 +44,9 @@ async fn app_with_secret() -> TestApp {
     app
 }
 
-fn database_url(pool: &PgPool) -> String {
-    let o = pool.connect_options();
-    format!(
-        "postgres://{}@{}:{}/{}",
-        o.get_username(),
-        o.get_host(),
-        o.get_port(),
-        o.get_database().unwrap_or_default()
-    )
-}
-
 /// Runs `meilab participant delete` against the test database; returns success, stdout and stderr.
 async fn delete(app: &TestApp, study: &str, external_id: &str) -> (bool, String, String) {
-    let url = database_url(&app.pool);
+    let url = common::database_url(&app.pool);
     let data_dir = tempfile::tempdir().expect("data folder");
     let (study, external_id) = (study.to_string(), external_id.to_string());
     let output = tokio::task::spawn_blocking(move || {

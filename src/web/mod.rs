@@ -8,12 +8,17 @@ pub mod images;
 pub mod openapi;
 pub mod pages;
 pub mod participant;
+pub mod paths;
 
 use std::net::TcpListener;
 use std::sync::Arc;
 
-use actix_web::dev::Server;
+use actix_web::body::{BoxBody, MessageBody};
+use actix_web::dev::{Server, ServiceRequest, ServiceResponse};
+use actix_web::http::header::{self, HeaderValue};
+use actix_web::middleware::{from_fn, Next};
 use actix_web::{web, App, HttpServer};
+use askama::Template;
 use sqlx::PgPool;
 use tracing_actix_web::TracingLogger;
 
@@ -21,6 +26,7 @@ use crate::error::AppError;
 use crate::stimuli::store::ImageStore;
 use crate::study::live::Live;
 use crate::study::recruit::ParticipantKey;
+use crate::telemetry::RequestSpan;
 
 /// Request bodies larger than this are refused before they are read.
 pub const MAX_JSON_BYTES: usize = 64 * 1024;
@@ -105,7 +111,8 @@ pub fn serve_with(
     let limiter = web::Data::new(limiter);
     let server = HttpServer::new(move || {
         App::new()
-            .wrap(TracingLogger::default())
+            .wrap(from_fn(security_headers))
+            .wrap(TracingLogger::<RequestSpan>::new())
             .app_data(state.clone())
             .app_data(limiter.clone())
             .configure(configure)
@@ -115,4 +122,79 @@ pub fn serve_with(
     .shutdown_timeout(10)
     .run();
     Ok(server)
+}
+
+/// Sent with every response. Scripts and styles come from this site only (`static/`); inline `style`
+/// attributes stay allowed because progress bars carry their width there (no inline script exists).
+/// Nothing may frame a page, no other site learns the address of a page (recruitment links carry
+/// participants' ids), and no response is content-sniffed.
+pub const SECURITY_HEADERS: [(&str, &str); 5] = [
+    (
+        "content-security-policy",
+        "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; \
+         img-src 'self' data: blob:; object-src 'none'; base-uri 'none'; form-action 'self'; \
+         frame-ancestors 'none'",
+    ),
+    ("x-frame-options", "DENY"),
+    ("referrer-policy", "same-origin"),
+    ("x-content-type-options", "nosniff"),
+    ("cross-origin-opener-policy", "same-origin"),
+];
+
+/// Adds [`SECURITY_HEADERS`] to every response, error responses included, and shows the participant pages'
+/// errors (which the handlers raise as API errors) as the HTML error page.
+async fn security_headers(
+    request: ServiceRequest,
+    next: Next<impl MessageBody + 'static>,
+) -> Result<ServiceResponse<BoxBody>, actix_web::Error> {
+    // Handlers' and extractors' errors arrive as responses; no middleware inside fails outright.
+    let mut response = next.call(request).await?.map_into_boxed_body();
+    if response.request().path().starts_with("/s/")
+        && response.response().error().is_some()
+        && response
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .is_some_and(|t| t.as_bytes().starts_with(b"application/json"))
+    {
+        response = error_page(response);
+    }
+    let headers = response.headers_mut();
+    for (name, value) in SECURITY_HEADERS {
+        if !headers.contains_key(name) {
+            headers.insert(
+                header::HeaderName::from_static(name),
+                HeaderValue::from_static(value),
+            );
+        }
+    }
+    Ok(response)
+}
+
+/// The HTML error page in place of a JSON error body; status, headers and the error (for the request
+/// log) are kept.
+fn error_page(response: ServiceResponse<BoxBody>) -> ServiceResponse<BoxBody> {
+    let status = response.status();
+    let (title, message) = match status.as_u16() {
+        400 | 404 => (
+            "Page not found",
+            "There is nothing at this address. Please check the link you were given.",
+        ),
+        429 | 503 => (
+            "Please try again shortly",
+            "The study cannot be opened at the moment. Please reload this page in a minute.",
+        ),
+        _ => (
+            "Something went wrong",
+            "The page could not be shown. Please reload it, or contact the researchers.",
+        ),
+    };
+    let body = pages::ErrorPage { title, message }
+        .render()
+        .unwrap_or_else(|_| message.to_string());
+    let mut response = response.map_body(|_, _| BoxBody::new(body));
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/html; charset=utf-8"),
+    );
+    response
 }

@@ -1,6 +1,7 @@
 //! The test harness: the real server on port 0 against a fresh PostgreSQL database per test.
 //! `DATABASE_URL` names the server to create test databases on; without it the private cluster of
-//! `meilab demo` runs under the target folder, shared by all test processes.
+//! `meilab demo` runs under the target folder, shared by all test processes, and the tests connect to it
+//! as its application role over its Unix socket.
 #![allow(dead_code)]
 
 use std::net::TcpListener;
@@ -27,22 +28,20 @@ pub struct TestApp {
     _data_dir: tempfile::TempDir,
 }
 
-static SERVER: OnceCell<PgConnectOptions> = OnceCell::const_new();
+/// The URL of the test server's `postgres` database (for the private cluster: the application role,
+/// which may create databases, over the cluster's Unix socket).
+static SERVER: OnceCell<String> = OnceCell::const_new();
 
-async fn server_options() -> PgConnectOptions {
+pub async fn server_url() -> String {
     SERVER
         .get_or_init(|| async {
             match std::env::var("DATABASE_URL") {
-                Ok(url) => {
-                    PgConnectOptions::from_str(&url).expect("DATABASE_URL is a PostgreSQL URL")
-                }
+                Ok(url) => url,
                 Err(_) => {
-                    let root = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("postgres");
-                    let cluster = tokio::task::spawn_blocking(move || PrivateCluster::start(&root))
+                    let cluster = tokio::task::spawn_blocking(private_cluster)
                         .await
-                        .expect("cluster start panicked")
-                        .expect("the private PostgreSQL cluster starts");
-                    PgConnectOptions::from_str(&cluster.url("postgres")).expect("cluster URL")
+                        .expect("cluster start panicked");
+                    cluster.url("postgres")
                 }
             }
         })
@@ -50,8 +49,23 @@ async fn server_options() -> PgConnectOptions {
         .clone()
 }
 
+/// The private cluster the tests share under the target folder (started, or joined if it runs).
+pub fn private_cluster() -> PrivateCluster {
+    let root = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("postgres");
+    PrivateCluster::start(&root).expect("the private PostgreSQL cluster starts")
+}
+
+async fn server_options() -> PgConnectOptions {
+    PgConnectOptions::from_str(&server_url().await).expect("a PostgreSQL URL")
+}
+
 /// A new, migrated database on the test server.
 pub async fn fresh_database() -> PgPool {
+    fresh_database_with_url().await.0
+}
+
+/// A new, migrated database on the test server, and its URL (for a server run as its own process).
+pub async fn fresh_database_with_url() -> (PgPool, String) {
     let server = server_options().await;
     let name = format!("test_{}", uuid::Uuid::new_v4().simple());
     let mut admin = PgConnection::connect_with(&server.clone().database("postgres"))
@@ -67,7 +81,16 @@ pub async fn fresh_database() -> PgPool {
         .await
         .expect("connect to the test database");
     meilab::db::migrate(&pool).await.expect("migrations apply");
-    pool
+    let mut url = reqwest::Url::parse(&server_url().await).expect("a URL");
+    url.set_path(&format!("/{name}"));
+    (pool, url.to_string())
+}
+
+/// The URL of `pool`'s database (socket and password included), for a meilab command run as its own
+/// process.
+pub fn database_url(pool: &PgPool) -> String {
+    use sqlx::ConnectOptions;
+    pool.connect_options().to_url_lossy().to_string()
 }
 
 pub async fn spawn_app() -> TestApp {

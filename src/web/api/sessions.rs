@@ -1,7 +1,7 @@
 //! Sessions, trials and responses of participants. Each request is one transaction; a reply is sent
 //! only after its transaction committed.
 
-use actix_web::{web, HttpRequest, HttpResponse};
+use actix_web::{web, HttpMessage, HttpRequest, HttpResponse};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
@@ -10,6 +10,7 @@ use crate::study::participation::{
     self, Answer, Completion, NewSession, Reply, SessionState, StartOutcome, Started, TrialView,
 };
 use crate::web::openapi::ApiError;
+use crate::web::paths::{SessionToken, StudySlug};
 use crate::web::AppState;
 
 use super::limit::SessionLimiter;
@@ -34,10 +35,10 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     path = "/api/v1/studies/{slug}/sessions",
     tag = "participants",
     params(("slug" = String, Path, description = "The study's URL name")),
-    request_body(content = NewSession, description = "May be left out entirely for an anonymous participant"),
+    request_body(content = NewSession, content_type = "application/json", description = "May be left out entirely for an anonymous participant; when sent, as application/json"),
     responses(
         (status = 201, description = "A new session", body = Started),
-        (status = 400, description = "Malformed JSON or wrong types", body = ApiError),
+        (status = 400, description = "Malformed JSON, wrong types, or a body not sent as application/json", body = ApiError),
         (status = 404, description = "No such study", body = ApiError),
         (status = 409, description = "The study is not active (`study_not_active`), or this external id has already started or taken part (`already_started`; continue with the token kept by the browser that started)", body = ApiError),
         (status = 413, description = "Body over 64 KiB", body = ApiError),
@@ -51,14 +52,14 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
 pub(crate) async fn create(
     state: web::Data<AppState>,
     request: HttpRequest,
-    slug: web::Path<String>,
+    slug: StudySlug,
     body: Result<web::Bytes, actix_web::Error>,
 ) -> Result<HttpResponse, AppError> {
     // Checked before the body is parsed or the database is asked anything.
     if let Some(limiter) = request.app_data::<web::Data<SessionLimiter>>() {
         limiter.check(limiter.client_ip(&request))?;
     }
-    let new: NewSession = optional_json(&body.map_err(super::payload_error)?)?;
+    let new: NewSession = optional_json(&request, &body.map_err(super::payload_error)?)?;
     let mut tx = state.pool.begin().await?;
     let outcome = participation::start(&mut tx, &state.live, &state.key, &slug, new).await?;
     // A refusal is counted on the session it names, so it commits too.
@@ -82,7 +83,7 @@ pub(crate) async fn create(
 )]
 pub(crate) async fn show(
     state: web::Data<AppState>,
-    token: web::Path<String>,
+    token: SessionToken,
 ) -> Result<HttpResponse, AppError> {
     let mut conn = state.pool.acquire().await?;
     let session = participation::state(&mut conn, &token).await?;
@@ -102,7 +103,7 @@ pub(crate) async fn show(
 )]
 pub(crate) async fn consent(
     state: web::Data<AppState>,
-    token: web::Path<String>,
+    token: SessionToken,
 ) -> Result<HttpResponse, AppError> {
     // One autocommitted statement.
     let mut conn = state.pool.acquire().await?;
@@ -124,7 +125,7 @@ pub(crate) async fn consent(
 )]
 pub(crate) async fn instructions(
     state: web::Data<AppState>,
-    token: web::Path<String>,
+    token: SessionToken,
 ) -> Result<HttpResponse, AppError> {
     let mut tx = state.pool.begin().await?;
     let stage = participation::finish_instructions(&mut tx, &token).await?;
@@ -146,7 +147,7 @@ pub(crate) async fn instructions(
 )]
 pub(crate) async fn next_trial(
     state: web::Data<AppState>,
-    token: web::Path<String>,
+    token: SessionToken,
 ) -> Result<HttpResponse, AppError> {
     Ok(
         match state
@@ -168,10 +169,10 @@ pub(crate) async fn next_trial(
     path = "/api/v1/sessions/{token}/responses",
     tag = "participants",
     params(("token" = String, Path, description = "The session token returned when the session started")),
-    request_body = Answer,
+    request_body(content = Answer, content_type = "application/json"),
     responses(
         (status = 200, description = "Stored (or stored before under this response id)", body = Reply),
-        (status = 400, description = "Malformed JSON or wrong types", body = ApiError),
+        (status = 400, description = "Malformed JSON, wrong types, or a body not sent as application/json", body = ApiError),
         (status = 404, description = "Unknown session", body = ApiError),
         (status = 409, description = "Wrong stage, out of order, already answered, or the response id was used for another answer", body = ApiError),
         (status = 413, description = "Body over 64 KiB", body = ApiError),
@@ -182,7 +183,7 @@ pub(crate) async fn next_trial(
 )]
 pub(crate) async fn respond(
     state: web::Data<AppState>,
-    token: web::Path<String>,
+    token: SessionToken,
     answer: web::Json<Answer>,
 ) -> Result<HttpResponse, AppError> {
     // `respond` returns once the answer is committed: a reply is sent only for a stored answer.
@@ -212,10 +213,10 @@ pub(crate) struct StageReply {
     path = "/api/v1/sessions/{token}/finish",
     tag = "participants",
     params(("token" = String, Path, description = "The session token returned when the session started")),
-    request_body(content = FinishBody, description = "May be left out"),
+    request_body(content = FinishBody, content_type = "application/json", description = "May be left out; when sent, as application/json"),
     responses(
         (status = 200, description = "The completion code", body = Completion),
-        (status = 400, description = "Malformed JSON or wrong types", body = ApiError),
+        (status = 400, description = "Malformed JSON, wrong types, or a body not sent as application/json", body = ApiError),
         (status = 404, description = "Unknown session", body = ApiError),
         (status = 409, description = "Not at the debrief yet", body = ApiError),
         (status = 422, description = "Feedback too long or with NUL characters", body = ApiError),
@@ -223,10 +224,11 @@ pub(crate) struct StageReply {
 )]
 pub(crate) async fn finish(
     state: web::Data<AppState>,
-    token: web::Path<String>,
+    request: HttpRequest,
+    token: SessionToken,
     body: Result<web::Bytes, actix_web::Error>,
 ) -> Result<HttpResponse, AppError> {
-    let body: FinishBody = optional_json(&body.map_err(super::payload_error)?)?;
+    let body: FinishBody = optional_json(&request, &body.map_err(super::payload_error)?)?;
     let mut tx = state.pool.begin().await?;
     let finished = participation::finish(&mut tx, &token, body.feedback).await?;
     tx.commit().await?;
@@ -236,10 +238,23 @@ pub(crate) async fn finish(
     Ok(HttpResponse::Ok().json(finished.completion))
 }
 
-/// A JSON body that may be left out entirely.
-fn optional_json<T: for<'de> Deserialize<'de> + Default>(body: &[u8]) -> Result<T, AppError> {
+/// A JSON body that may be left out entirely. A body that is there must be declared JSON, as for
+/// answers (`web::Json`): `application/json` or a `+json` type.
+fn optional_json<T: for<'de> Deserialize<'de> + Default>(
+    request: &HttpRequest,
+    body: &[u8],
+) -> Result<T, AppError> {
     if body.iter().all(u8::is_ascii_whitespace) {
         return Ok(T::default());
+    }
+    let declared_json = request.mime_type().ok().flatten().is_some_and(|mime| {
+        mime.type_() == "application"
+            && (mime.subtype() == "json" || mime.suffix().is_some_and(|s| s == "json"))
+    });
+    if !declared_json {
+        return Err(AppError::BadRequest(
+            "a request body must be JSON sent as Content-Type: application/json".into(),
+        ));
     }
     serde_json::from_slice(body)
         .map_err(|e| AppError::BadRequest(format!("invalid JSON body: {e}")))

@@ -2,10 +2,11 @@
 //! appearance (see [`crate::study::appearance`]). Only the session's own trials resolve.
 
 use actix_web::http::header;
-use actix_web::{web, HttpResponse};
+use actix_web::{web, HttpRequest, HttpResponse};
 
 use crate::error::AppError;
 use crate::study::appearance;
+use crate::web::paths::SessionToken;
 use crate::web::AppState;
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
@@ -31,13 +32,18 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
 )]
 pub(crate) async fn image(
     state: web::Data<AppState>,
-    path: web::Path<(String, i32, String)>,
+    token: SessionToken,
+    request: HttpRequest,
 ) -> Result<HttpResponse, AppError> {
-    let (token, position, tag) = path.into_inner();
     let not_found = || AppError::NotFound("no such image".into());
-    if tag.len() != appearance::TAG_LEN || position < 0 {
+    let info = request.match_info();
+    let position = info.get("position").and_then(|p| p.parse::<i32>().ok());
+    let tag = info.get("tag").unwrap_or_default();
+    let valid_tag = tag.len() == appearance::TAG_LEN
+        && tag.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'));
+    let Some(position) = position.filter(|p| *p >= 0 && valid_tag) else {
         return Err(not_found());
-    }
+    };
     let sha = state
         .live
         .image(&state.pool, &state.key, &token, position, &tag)
@@ -56,5 +62,5 @@ pub(crate) async fn image(
         .content_type(mime)
         .insert_header((header::CACHE_CONTROL, "private, max-age=86400, immutable"))
         .insert_header(("X-Content-Type-Options", "nosniff"))
-        .body(appearance::marked(bytes, &tag)))
+        .body(appearance::marked(bytes, tag)))
 }

@@ -10,6 +10,7 @@ use crate::db;
 use crate::error::AppError;
 use crate::study::recruit::Recruitment;
 use crate::web::pages::{html, ErrorPage};
+use crate::web::paths::StudySlug;
 use crate::web::AppState;
 
 #[derive(Template)]
@@ -28,7 +29,7 @@ pub struct StudyPage {
 
 pub async fn show(
     state: web::Data<AppState>,
-    slug: web::Path<String>,
+    slug: StudySlug,
     query: web::Query<HashMap<String, String>>,
 ) -> Result<HttpResponse, AppError> {
     let mut conn = state.pool.acquire().await?;
