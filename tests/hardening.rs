@@ -401,8 +401,16 @@ async fn bad_path_segments_are_4xx_with_at_most_one_short_log_line() {
             ("GET", format!("/s/{bad}"), None),
             ("GET", format!("/s/{bad}?PROLIFIC_PID={bad}"), None),
             ("GET", format!("/img/{bad}"), None),
-            ("GET", format!("/api/v1/sessions/{bad}/images/0/{}", "0".repeat(32)), None),
-            ("GET", format!("/api/v1/sessions/{}/images/{bad}/{bad}", "0".repeat(64)), None),
+            (
+                "GET",
+                format!("/api/v1/sessions/{bad}/images/0/{}", "0".repeat(32)),
+                None,
+            ),
+            (
+                "GET",
+                format!("/api/v1/sessions/{}/images/{bad}/{bad}", "0".repeat(64)),
+                None,
+            ),
             ("GET", format!("/static/{bad}"), None),
             ("GET", format!("/admin/studies/{bad}"), None),
         ];
