@@ -46,7 +46,7 @@ pub(crate) async fn image(
     };
     let sha = state
         .live
-        .image(&state.pool, &state.key, &token, position, &tag)
+        .image(&state.pool, &state.key, &token, position, tag)
         .await?
         .ok_or_else(not_found)?;
     let path = state.store.path(&sha).ok_or_else(not_found)?;
