@@ -26,7 +26,18 @@ async fn image(
     {
         return Ok(HttpResponse::NotModified().insert_header(cache).finish());
     }
-    let bytes = match tokio::fs::read(&path).await {
+    let (bytes, mime) = read(&path).await?;
+    Ok(HttpResponse::Ok()
+        .content_type(mime)
+        .insert_header(cache)
+        .insert_header((header::ETAG, etag))
+        .insert_header(("X-Content-Type-Options", "nosniff"))
+        .body(bytes))
+}
+
+/// A stored image's bytes and their media type; 404 when it is not stored.
+pub(crate) async fn read(path: &std::path::Path) -> Result<(Vec<u8>, &'static str), AppError> {
+    let bytes = match tokio::fs::read(path).await {
         Ok(bytes) => bytes,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             return Err(AppError::NotFound("no such image".into()))
@@ -36,10 +47,5 @@ async fn image(
     let mime = image::guess_format(&bytes)
         .map(|f| f.to_mime_type())
         .unwrap_or("application/octet-stream");
-    Ok(HttpResponse::Ok()
-        .content_type(mime)
-        .insert_header(cache)
-        .insert_header((header::ETAG, etag))
-        .insert_header(("X-Content-Type-Options", "nosniff"))
-        .body(bytes))
+    Ok((bytes, mime))
 }

@@ -16,6 +16,9 @@ use super::TestApp;
 /// The server as `spawn_app` starts it, with the limits `limits` makes for its data directory
 /// (trusted proxies, import roots, upload cap, session starts per address).
 pub async fn spawn_app_with(limits: impl FnOnce(&Path) -> Limits) -> TestApp {
+    if std::env::var_os("TEST_LOG").is_some() {
+        meilab::telemetry::init(false);
+    }
     let pool = super::fresh_database().await;
     let data_dir = tempfile::tempdir().expect("temporary data folder");
     let store = ImageStore::new(data_dir.path().join("images"));

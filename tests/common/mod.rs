@@ -4,7 +4,6 @@
 //! as its application role over its Unix socket.
 #![allow(dead_code)]
 
-use std::net::TcpListener;
 use std::path::PathBuf;
 use std::str::FromStr;
 
@@ -17,7 +16,7 @@ use meilab::stimuli::store::ImageStore;
 use meilab::stimuli::synthetic::{self, SyntheticOptions};
 use meilab::study::recruit::ParticipantKey;
 use meilab::study::{self, StudyConfig};
-use meilab::web::{self, AppState};
+use meilab::web::api::limit::{Limits, DEFAULT_PER_MINUTE};
 
 pub struct TestApp {
     pub address: String,
@@ -93,30 +92,9 @@ pub fn database_url(pool: &PgPool) -> String {
     pool.connect_options().to_url_lossy().to_string()
 }
 
+/// The server with the default limits (see [`admin::spawn_app_with`]).
 pub async fn spawn_app() -> TestApp {
-    if std::env::var_os("TEST_LOG").is_some() {
-        meilab::telemetry::init(false);
-    }
-    let pool = fresh_database().await;
-    let data_dir = tempfile::tempdir().expect("temporary data folder");
-    let store = ImageStore::new(data_dir.path().join("images"));
-    let listener = TcpListener::bind("127.0.0.1:0").expect("bind a free port");
-    let port = listener.local_addr().expect("local address").port();
-    let key = ParticipantKey::new(&rand::random::<[u8; 32]>());
-    let server = web::serve(
-        listener,
-        AppState::new(pool.clone(), store.clone(), key.clone()),
-    )
-    .expect("server starts");
-    tokio::spawn(server);
-    TestApp {
-        address: format!("http://127.0.0.1:{port}"),
-        pool,
-        store,
-        client: reqwest::Client::new(),
-        key,
-        _data_dir: data_dir,
-    }
+    admin::spawn_app_with(|_| Limits::per_minute(DEFAULT_PER_MINUTE)).await
 }
 
 impl TestApp {

@@ -50,14 +50,7 @@ pub(crate) async fn image(
         .await?
         .ok_or_else(not_found)?;
     let path = state.store.path(&sha).ok_or_else(not_found)?;
-    let bytes = match tokio::fs::read(&path).await {
-        Ok(bytes) => bytes,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Err(not_found()),
-        Err(e) => return Err(AppError::Internal(e.into())),
-    };
-    let mime = image::guess_format(&bytes)
-        .map(|f| f.to_mime_type())
-        .unwrap_or("application/octet-stream");
+    let (bytes, mime) = crate::web::images::read(&path).await?;
     Ok(HttpResponse::Ok()
         .content_type(mime)
         .insert_header((header::CACHE_CONTROL, "private, max-age=86400, immutable"))
