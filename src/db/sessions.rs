@@ -56,22 +56,6 @@ pub async fn refuse_start(
     Ok(updated.rows_affected() > 0)
 }
 
-pub async fn by_external_id(
-    conn: &mut PgConnection,
-    study_id: i64,
-    external_id_hash: &str,
-) -> sqlx::Result<Option<Session>> {
-    sqlx::query_as!(
-        Session,
-        "SELECT id, token, study_id, stage, main_total, practice_attempts, completion_code
-         FROM sessions WHERE study_id = $1 AND external_id_hash = $2",
-        study_id,
-        external_id_hash
-    )
-    .fetch_optional(conn)
-    .await
-}
-
 /// The session of `token`, locked for the rest of the transaction so its answers are taken one at a time.
 pub async fn by_token_for_update(
     conn: &mut PgConnection,

@@ -186,10 +186,13 @@ impl Live {
             let mut conn = pool.acquire().await?;
             self.load(&mut conn, token).await?;
         }
-        if let Some(block) = self.blocks().get(token) {
-            block.check_lock(&answer)?;
-        }
-        let checked = self.blocks().get(token).and_then(|b| b.check(&answer));
+        let checked = match self.blocks().get(token) {
+            Some(block) => {
+                block.check_lock(&answer)?;
+                block.check(&answer)
+            }
+            None => None,
+        };
         if let Some((checked, reply)) = checked {
             let (done, stored) = oneshot::channel();
             let pending = Pending {
