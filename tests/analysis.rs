@@ -132,3 +132,137 @@ async fn crafted_answers_give_known_accuracies_and_a_perfect_split_half() {
         "{wilson:?}"
     );
 }
+
+/// A simulated study, the generator of the stratification tests. 40 units of one layer and basis, 60
+/// participants, three conditions; every response is its own trial, whose observer evidence s is
+/// drawn around its condition's mean (easy 0.8, hard85 0.4, hard95 0.1; standard deviation 0.3), as
+/// easy trials carry more evidence. `p_correct(condition, s)` decides the human's answer; the max
+/// query is on top at random.
+mod simulated {
+    use meilab::analysis::report::{ResponseFact, TrialJudgment, UnitInfo};
+    use rand::{Rng, SeedableRng};
+    use rand_chacha::ChaCha8Rng;
+
+    pub const OBSERVER: &str = "lpips-alex/max-set";
+    pub const CONDITIONS: [(&str, f64); 3] = [("easy", 0.8), ("hard85", 0.4), ("hard95", 0.1)];
+
+    pub fn study(
+        seed: u64,
+        p_correct: impl Fn(usize, f64) -> f64,
+    ) -> (Vec<UnitInfo>, Vec<ResponseFact>, Vec<TrialJudgment>) {
+        let mut rng = ChaCha8Rng::seed_from_u64(seed);
+        let units: Vec<UnitInfo> = (0..40)
+            .map(|id| UnitInfo {
+                id,
+                model: "alexnet".into(),
+                tap: "conv2".into(),
+                basis: "neuron".into(),
+                unit_index: id as i32,
+                ii: None,
+            })
+            .collect();
+        let (mut responses, mut judgments) = (Vec::new(), Vec::new());
+        for participant in 0..60 {
+            for unit in 0..40 {
+                let condition = rng.random_range(0..CONDITIONS.len());
+                // Box-Muller: a normal deviate from two uniforms.
+                let (a, b): (f64, f64) = (rng.random_range(1e-12..1.0), rng.random());
+                let normal = (-2.0 * a.ln()).sqrt() * (2.0 * std::f64::consts::PI * b).cos();
+                let score = CONDITIONS[condition].1 + 0.3 * normal;
+                let trial_id = participant * 40 + unit;
+                responses.push(ResponseFact {
+                    unit_id: unit,
+                    session_id: participant,
+                    trial_id,
+                    condition: CONDITIONS[condition].0.into(),
+                    correct: rng.random_bool(p_correct(condition, score)),
+                    max_first: rng.random_bool(0.5),
+                });
+                judgments.push(TrialJudgment {
+                    observer: OBSERVER.into(),
+                    trial_id,
+                    unit_id: unit,
+                    score,
+                    correct: if score > 0.0 { 1.0 } else { 0.0 },
+                });
+            }
+        }
+        (units, responses, judgments)
+    }
+}
+
+#[test]
+fn when_only_the_condition_drives_human_accuracy_no_stratum_shows_agreement_though_a_pool_would() {
+    use meilab::analysis::agreement::{self, Observation};
+    use meilab::analysis::report::analyse;
+
+    let accuracy = [0.9, 0.75, 0.6];
+    let (units, responses, judgments) = simulated::study(41, |c, _| accuracy[c]);
+    let a = analyse(
+        &units,
+        &responses,
+        &judgments,
+        Some(simulated::OBSERVER),
+        RESAMPLES,
+    );
+    assert_eq!(a.agreement.len(), 4, "three strata and the summary");
+    // auc_choice is not tested here: where human and model are both above chance, they pick the
+    // same image more often than not whatever the human's accuracy depends on.
+    for row in &a.agreement {
+        let ci = row.agreement.ci_correct.unwrap();
+        assert!(
+            ci.low < 0.5 && 0.5 < ci.high,
+            "{} auc_correct: {ci:?}",
+            row.name()
+        );
+    }
+    // The same responses pooled across conditions, as one stratum.
+    let pooled: Vec<Observation> = responses
+        .iter()
+        .zip(&judgments)
+        .map(|(r, j)| Observation {
+            unit_id: r.unit_id,
+            participant_id: r.session_id,
+            stratum: 0,
+            human_correct: r.correct,
+            max_first: r.max_first,
+            score: j.score,
+        })
+        .collect();
+    let pool = agreement::measure(&pooled, RESAMPLES, 7);
+    let (auc, ci) = (pool.auc_correct.unwrap(), pool.ci_correct.unwrap());
+    let summary = a.agreement.iter().find(|r| r.summary).unwrap();
+    eprintln!(
+        "pooled auc_correct {auc:.3} [{:.3}, {:.3}]; stratified {:.3} {:?}",
+        ci.low,
+        ci.high,
+        summary.agreement.auc_correct.unwrap(),
+        summary.agreement.ci_correct
+    );
+    assert!(
+        ci.low > 0.5,
+        "a pooled AUC manufactures agreement: {auc:.3} [{:.3}, {:.3}]",
+        ci.low,
+        ci.high
+    );
+}
+
+#[test]
+fn when_humans_follow_the_evidence_within_conditions_every_interval_excludes_one_half() {
+    use meilab::analysis::report::analyse;
+
+    // Within a condition, P(correct) = sigmoid(3 s).
+    let (units, responses, judgments) = simulated::study(43, |_, s| 1.0 / (1.0 + (-3.0 * s).exp()));
+    let a = analyse(
+        &units,
+        &responses,
+        &judgments,
+        Some(simulated::OBSERVER),
+        RESAMPLES,
+    );
+    assert_eq!(a.agreement.len(), 4);
+    for row in &a.agreement {
+        let ci = row.agreement.ci_correct.unwrap();
+        assert!(ci.low > 0.5, "{} auc_correct: {ci:?}", row.name());
+    }
+}

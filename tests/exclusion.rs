@@ -232,3 +232,79 @@ async fn answers_sooner_than_the_lock_exclude_a_session_whether_reported_or_time
     let (excluded, check) = timing_check(&app, &hurried.token).await;
     assert!(excluded && check["passed"] == false, "{check}");
 }
+
+/// The answers-per-position rule counts catch answers with the main ones (as IMI's
+/// verify_row_variability does): a participant who picks the upper query on every main trial and
+/// the lower one on the two catch trials has chosen the lower query exactly twice.
+#[tokio::test]
+async fn answers_per_position_counts_catch_answers_just_passing_and_just_failing() {
+    let app = spawn_app().await;
+    let mut failing = 0;
+    for (slug, needed) in [("rows-two", 2), ("rows-three", 3)] {
+        let thresholds = ExclusionThresholds {
+            min_answers_per_position: needed,
+            min_catch_accuracy: 0.0,
+            min_instructions_secs: 0.0,
+            min_total_secs: 0.0,
+            ..ExclusionThresholds::default()
+        };
+        app.create_synthetic_study(slug, config(thresholds)).await;
+        let p = app.participant(slug, json!({})).await;
+        p.consent_and_read_instructions().await;
+        let mut catch_positions = 0;
+        while let Some(trial) = p.next_trial().await {
+            let position = trial["position"].as_i64().unwrap();
+            let kind: String = sqlx::query_scalar(
+                "SELECT t.kind FROM assignments a JOIN sessions s ON s.id = a.session_id
+                 JOIN trials t ON t.id = a.trial_id WHERE s.token = $1 AND a.position = $2",
+            )
+            .bind(&p.token)
+            .bind(position as i32)
+            .fetch_one(&app.pool)
+            .await
+            .unwrap();
+            // The rule counts positions, not correctness (catch accuracy is not checked here).
+            let chosen = if kind == "catch" {
+                catch_positions += 1;
+                1
+            } else {
+                0
+            };
+            assert_eq!(
+                p.answer(common::Participant::answer_body(position, chosen))
+                    .await
+                    .0,
+                200
+            );
+        }
+        assert_eq!(catch_positions, 2);
+        assert_eq!(p.finish(json!({})).await.0, 200);
+        let (excluded, checks): (bool, serde_json::Value) =
+            sqlx::query_as("SELECT excluded, exclusion_reasons FROM sessions WHERE token = $1")
+                .bind(&p.token)
+                .fetch_one(&app.pool)
+                .await
+                .unwrap();
+        let rule = checks
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["rule"] == "answers_per_position")
+            .cloned()
+            .unwrap();
+        assert!(
+            rule["detail"]
+                .as_str()
+                .unwrap()
+                .contains("the upper query 16 and the lower 2 times"),
+            "{rule}"
+        );
+        if rule["passed"] == false {
+            failing += 1;
+            assert!(excluded && needed == 3, "{rule}");
+        } else {
+            assert!(!excluded && needed == 2, "{checks}");
+        }
+    }
+    assert_eq!(failing, 1);
+}

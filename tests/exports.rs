@@ -173,10 +173,32 @@ fn pair_count_auc(right: &[f64], wrong: &[f64]) -> f64 {
     total / (right.len() * wrong.len()) as f64
 }
 
-/// Per layer: the evidence on responses humans got right, on those they got wrong, and the sum of
-/// the observer's correctness.
+/// One stratum's responses from responses.csv: (evidence, human right, human chose top, max on top),
+/// and the sum of the observer's correctness.
 #[derive(Default)]
-struct Layer(Vec<f64>, Vec<f64>, f64);
+struct Stratum(Vec<(f64, bool, bool, bool)>, f64);
+
+/// AUC of auc_correct (s predicts right) or auc_choice (signed s predicts chose top) by pair counting;
+/// with `pairs`, also the number of pairs, to pool strata.
+fn stratum_auc(s: &Stratum, choice: bool) -> (f64, f64) {
+    let points: Vec<(f64, bool)> =
+        s.0.iter()
+            .map(|&(score, right, top, max_top)| {
+                if choice {
+                    (if max_top { score } else { -score }, top)
+                } else {
+                    (score, right)
+                }
+            })
+            .collect();
+    let pos: Vec<f64> = points.iter().filter(|p| p.1).map(|p| p.0).collect();
+    let neg: Vec<f64> = points.iter().filter(|p| !p.1).map(|p| p.0).collect();
+    if pos.is_empty() || neg.is_empty() {
+        return (0.0, 0.0);
+    }
+    let pairs = (pos.len() * neg.len()) as f64;
+    (pair_count_auc(&pos, &neg) * pairs, pairs)
+}
 
 #[tokio::test]
 async fn agreement_recomputed_from_responses_csv_alone_matches_agreement_csv() {
@@ -186,8 +208,9 @@ async fn agreement_recomputed_from_responses_csv_alone_matches_agreement_csv() {
     let (_, responses) = read_csv(&export(&app, id, What::Responses, dir.path()).await);
     let (_, agreement) = read_csv(&export(&app, id, What::Agreement, dir.path()).await);
 
-    // Valid: main trials of completed sessions that were not excluded.
-    let mut layers: BTreeMap<(String, String), Layer> = BTreeMap::new();
+    // Valid: main trials of completed sessions that were not excluded; strata are layer x basis x
+    // condition.
+    let mut strata: BTreeMap<(String, String, String, String), Stratum> = BTreeMap::new();
     for r in &responses {
         if r["kind"] != "main"
             || r["session_excluded"] != "false"
@@ -197,36 +220,79 @@ async fn agreement_recomputed_from_responses_csv_alone_matches_agreement_csv() {
         }
         let score: f64 = r["score:lpips-alex/max-set"].parse().expect("scored");
         let model_correct: f64 = r["correct:lpips-alex/max-set"].parse().unwrap();
-        let layer = layers
-            .entry((r["model"].clone(), r["tap"].clone()))
+        let max_top = r["query_order"] == "max,min";
+        let top = r["chosen"] == "0";
+        let stratum = strata
+            .entry((
+                r["model"].clone(),
+                r["tap"].clone(),
+                r["basis"].clone(),
+                r["condition"].clone(),
+            ))
             .or_default();
-        if r["correct"] == "true" {
-            layer.0.push(score);
-        } else {
-            layer.1.push(score);
-        }
-        layer.2 += model_correct;
+        stratum
+            .0
+            .push((score, r["correct"] == "true", top, max_top));
+        stratum.1 += model_correct;
     }
-    assert!(layers.len() >= 3, "{:?}", layers.keys());
-    assert_eq!(agreement.len(), layers.len());
+    let layers: std::collections::BTreeSet<(String, String)> = strata
+        .keys()
+        .map(|(m, t, _, _)| (m.clone(), t.clone()))
+        .collect();
+    assert!(layers.len() >= 3, "{layers:?}");
+    assert!(
+        strata.len() > layers.len(),
+        "the synthetic study has two conditions per layer"
+    );
+    assert_eq!(agreement.len(), strata.len() + layers.len());
     for row in &agreement {
-        let Layer(right, wrong, model_correct) =
-            &layers[&(row["model"].clone(), row["tap"].clone())];
-        let n = right.len() + wrong.len();
-        assert_eq!(row["n_responses"].parse::<usize>().unwrap(), n);
         assert_eq!(row["observer"], "lpips-alex/max-set");
-        let auc: f64 = row["auc"].parse().unwrap();
-        let expected = pair_count_auc(right, wrong);
-        assert!((auc - expected).abs() < 1e-9, "{row:?}: {expected}");
+        assert!(row["resampled"].contains("units and participants"));
+        let key = (row["model"].clone(), row["tap"].clone());
+        // The stratum itself, or for a summary every stratum of the layer.
+        let mine: Vec<&Stratum> = if row["row"] == "stratified summary" {
+            assert_eq!(
+                (row["basis"].as_str(), row["condition"].as_str()),
+                ("all", "all")
+            );
+            strata
+                .iter()
+                .filter(|(k, _)| (k.0.clone(), k.1.clone()) == key)
+                .map(|(_, s)| s)
+                .collect()
+        } else {
+            assert_eq!(row["row"], "stratum");
+            vec![&strata[&(key.0, key.1, row["basis"].clone(), row["condition"].clone())]]
+        };
+        let n: usize = mine.iter().map(|s| s.0.len()).sum();
+        let right = mine.iter().flat_map(|s| &s.0).filter(|p| p.1).count();
+        let model_correct: f64 = mine.iter().map(|s| s.1).sum();
+        assert_eq!(row["n_responses"].parse::<usize>().unwrap(), n);
+        for (column, choice) in [("auc_correct", false), ("auc_choice", true)] {
+            let (u, pairs) = mine
+                .iter()
+                .map(|s| stratum_auc(s, choice))
+                .fold((0.0, 0.0), |a, b| (a.0 + b.0, a.1 + b.1));
+            if pairs == 0.0 {
+                assert_eq!(row[column], "", "{row:?}");
+                continue;
+            }
+            let auc: f64 = row[column].parse().unwrap();
+            assert!(
+                (auc - u / pairs).abs() < 1e-9,
+                "{column} {row:?}: {}",
+                u / pairs
+            );
+            let (low, high): (f64, f64) = (
+                row[&format!("{column}_ci_low")].parse().unwrap(),
+                row[&format!("{column}_ci_high")].parse().unwrap(),
+            );
+            assert!(low <= high && (0.0..=1.0).contains(&low), "{row:?}");
+        }
         let human: f64 = row["human_accuracy"].parse().unwrap();
-        assert!((human - right.len() as f64 / n as f64).abs() < 1e-9);
+        assert!((human - right as f64 / n as f64).abs() < 1e-9);
         let model: f64 = row["model_accuracy"].parse().unwrap();
         assert!((model - model_correct / n as f64).abs() < 1e-9);
-        let (low, high): (f64, f64) = (
-            row["ci_low"].parse().unwrap(),
-            row["ci_high"].parse().unwrap(),
-        );
-        assert!(low <= auc + 1e-12 && auc <= high + 1e-12, "{row:?}");
     }
     // The crafted tap name is a layer of its own, neutralised.
     assert!(agreement.iter().any(|r| r["tap"] == format!("'{TAP}")));
@@ -264,7 +330,8 @@ async fn every_export_parses_with_a_header_and_neutralised_user_text() {
     let units = &files["units.csv"].1;
     assert_eq!(
         units.len() as i64,
-        app.count("SELECT count(*) FROM units").await
+        app.count("SELECT count(DISTINCT unit_id) FROM trials WHERE kind = 'main'")
+            .await
     );
     assert!(units.iter().any(|r| r["tap"] == format!("'{TAP}")));
     assert!(files["roc.csv"].1.iter().any(|r| r["threshold"] == "inf"));
@@ -315,7 +382,7 @@ async fn plots_are_written_and_the_results_page_shows_the_analysis() {
     let written = export_study::export(&app.pool, id, What::Plots, &out, None)
         .await
         .unwrap();
-    assert_eq!(written.len(), 3);
+    assert_eq!(written.len(), 4);
     for path in &written {
         let svg = std::fs::read_to_string(path).unwrap();
         assert!(
@@ -326,8 +393,8 @@ async fn plots_are_written_and_the_results_page_shows_the_analysis() {
     }
     let roc = std::fs::read_to_string(out.join("roc.svg")).unwrap();
     assert!(
-        roc.contains("synthetic/orientation (AUC"),
-        "legend names the layers"
+        roc.contains("synthetic/orientation · synthetic · easy (AUC"),
+        "legend names the strata"
     );
 
     app.create_account("rita", Role::Researcher).await;
@@ -335,6 +402,9 @@ async fn plots_are_written_and_the_results_page_shows_the_analysis() {
     let (status, html) = rita.text(&format!("/admin/studies/{id}/results")).await;
     assert_eq!(status, 200);
     assert!(html.contains("data-testid=\"agreement-table\""));
+    assert!(html.contains("data-testid=\"stratified-summary\""));
+    assert!(html.contains("data-testid=\"layer-by-observer\""));
+    assert!(html.contains("data-testid=\"accuracy-by-layer-and-basis\""));
     assert!(html.contains("observer lpips-alex/max-set"));
     assert!(html.contains("synthetic/orientation"));
     assert!(html.contains("<svg"), "figures inline");

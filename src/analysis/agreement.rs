@@ -1,34 +1,95 @@
-//! Human / model agreement per layer (DESIGN 1.6): how well the observer's evidence s_t predicts
-//! whether a human chose the max query.
+//! Human / model agreement (DESIGN 1.6), within strata.
+//!
+//! Two measures, both ROC AUCs (the Mann-Whitney probability that a positive carries a higher score
+//! than a negative, ties one half):
+//! - `auc_correct`: the observer's evidence s_t predicting whether the human chose the max query;
+//! - `auc_choice`: the position-signed evidence C(bottom) - C(top) (s_t when the max query is on top,
+//!   -s_t otherwise) predicting whether the human chose the top query: does the model pick the image
+//!   the human picked.
+//!
+//! Difficulty drives both s_t and human accuracy, so pooling conditions (or bases) manufactures
+//! agreement. Every observation carries a stratum (basis x condition within a layer) and only pairs
+//! within one stratum are compared: the stratified AUC is sum_s U_s / sum_s P_s N_s. With one stratum
+//! it is the plain AUC.
+//!
+//! Intervals: a 95 % percentile bootstrap that resamples units and participants at once (a two-way
+//! cluster bootstrap): each resample draws units and participants with replacement, and a response
+//! weighs (draws of its unit) x (draws of its participant).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
 use serde::Serialize;
 
 use super::bootstrap::{self, Interval};
 use super::roc::{self, RocPoint};
 
+/// What the intervals resample, as exports and pages say it.
+pub const RESAMPLED: &str = "units and participants (two-way)";
+
 /// One valid main response, with the observer's evidence on its trial.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Observation {
     pub unit_id: i64,
+    /// The session: one participant.
+    pub participant_id: i64,
+    /// Pairs are compared only within one stratum.
+    pub stratum: usize,
     /// The human chose the max query.
     pub human_correct: bool,
+    /// The max query was shown on top.
+    pub max_first: bool,
     /// s_t = C(q_min) - C(q_max): positive when the observer picks the max query.
     pub score: f64,
 }
 
+impl Observation {
+    fn chose_top(&self) -> bool {
+        self.human_correct == self.max_first
+    }
+    /// C(bottom) - C(top): positive when the observer picks the top query.
+    fn signed_score(&self) -> f64 {
+        if self.max_first {
+            self.score
+        } else {
+            -self.score
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Measure {
+    /// s_t predicts whether the human chose the max query.
+    Correct,
+    /// C(bottom) - C(top) predicts whether the human chose the top query.
+    Choice,
+}
+
+impl Measure {
+    fn point(self, o: &Observation) -> (f64, bool) {
+        match self {
+            Measure::Correct => (o.score, o.human_correct),
+            Measure::Choice => (o.signed_score(), o.chose_top()),
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct LayerAgreement {
+pub struct Agreement {
     pub n_units: usize,
+    pub n_participants: usize,
     pub n_responses: usize,
-    pub auc: Option<f64>,
-    pub ci: Option<Interval>,
+    pub auc_correct: Option<f64>,
+    pub ci_correct: Option<Interval>,
+    pub auc_choice: Option<f64>,
+    pub ci_choice: Option<Interval>,
     /// Share of responses where the observer chose as the human did (a tie counts one half).
     pub agreement: f64,
     pub kappa: Option<f64>,
     pub human_accuracy: f64,
     pub model_accuracy: f64,
+    /// The ROC curve of `auc_correct` (meaningful for a single stratum).
     pub roc: Vec<RocPoint>,
 }
 
@@ -43,13 +104,17 @@ fn model_chooses_max(score: f64) -> f64 {
     }
 }
 
-pub fn layer(observations: &[Observation], resamples: usize, seed: u64) -> LayerAgreement {
+/// Agreement over `observations`, AUCs stratified by their `stratum`.
+pub fn measure(observations: &[Observation], resamples: usize, seed: u64) -> Agreement {
     let n = observations.len();
-    let scores: Vec<f64> = observations.iter().map(|o| o.score).collect();
-    let labels: Vec<bool> = observations.iter().map(|o| o.human_correct).collect();
     let share = |total: f64| if n > 0 { total / n as f64 } else { 0.0 };
-    let human_accuracy = share(labels.iter().filter(|&&l| l).count() as f64);
-    let model_accuracy = share(scores.iter().map(|&s| model_chooses_max(s)).sum());
+    let human_accuracy = share(observations.iter().filter(|o| o.human_correct).count() as f64);
+    let model_accuracy = share(
+        observations
+            .iter()
+            .map(|o| model_chooses_max(o.score))
+            .sum(),
+    );
     let agreement = share(
         observations
             .iter()
@@ -65,18 +130,18 @@ pub fn layer(observations: &[Observation], resamples: usize, seed: u64) -> Layer
     );
     let chance = human_accuracy * model_accuracy + (1.0 - human_accuracy) * (1.0 - model_accuracy);
     let kappa = (n > 0 && chance < 1.0).then(|| (agreement - chance) / (1.0 - chance));
-
-    let mut units: BTreeMap<i64, Vec<Observation>> = BTreeMap::new();
-    for o in observations {
-        units.entry(o.unit_id).or_default().push(*o);
-    }
-    let units: Vec<Vec<Observation>> = units.into_values().collect();
-    let ci = auc_interval(&units, resamples, seed);
-    LayerAgreement {
-        n_units: units.len(),
+    let plan = Plan::new(observations);
+    let [ci_correct, ci_choice] = plan.intervals(resamples, seed);
+    let scores: Vec<f64> = observations.iter().map(|o| o.score).collect();
+    let labels: Vec<bool> = observations.iter().map(|o| o.human_correct).collect();
+    Agreement {
+        n_units: plan.units,
+        n_participants: plan.participants,
         n_responses: n,
-        auc: roc::auc(&scores, &labels),
-        ci,
+        auc_correct: stratified_auc(observations, Measure::Correct),
+        ci_correct,
+        auc_choice: stratified_auc(observations, Measure::Choice),
+        ci_choice,
         agreement,
         kappa,
         human_accuracy,
@@ -85,76 +150,159 @@ pub fn layer(observations: &[Observation], resamples: usize, seed: u64) -> Layer
     }
 }
 
-/// The bootstrap interval of the pooled AUC, resampling units: the same draws as
-/// [`bootstrap::interval`] over `units`, but each resample's AUC is one pass over the observations
-/// sorted once, weighted by how often their unit was drawn (O(n) per resample instead of a sort).
-fn auc_interval(units: &[Vec<Observation>], resamples: usize, seed: u64) -> Option<Interval> {
-    use rand::{Rng, SeedableRng};
-    if units.is_empty() {
-        return None;
+/// sum_s U_s / sum_s P_s N_s over the strata; `None` unless some stratum has both classes.
+pub fn stratified_auc(observations: &[Observation], m: Measure) -> Option<f64> {
+    let mut strata: BTreeMap<usize, (Vec<f64>, Vec<bool>)> = BTreeMap::new();
+    for o in observations {
+        let (s, l) = m.point(o);
+        let entry = strata.entry(o.stratum).or_default();
+        entry.0.push(s);
+        entry.1.push(l);
     }
-    let mut flat: Vec<(f64, bool, usize)> = units
-        .iter()
-        .enumerate()
-        .flat_map(|(u, obs)| obs.iter().map(move |o| (o.score, o.human_correct, u)))
-        .collect();
-    flat.sort_by(|a, b| a.0.total_cmp(&b.0));
-    // Runs of tied scores, as index ranges into `flat`.
-    let mut runs: Vec<(usize, usize)> = Vec::new();
-    let mut start = 0;
-    for i in 1..=flat.len() {
-        if i == flat.len() || flat[i].0 != flat[start].0 {
-            runs.push((start, i));
-            start = i;
+    let (mut u, mut pairs) = (0.0, 0.0);
+    for (scores, labels) in strata.values() {
+        let positives = labels.iter().filter(|&&l| l).count() as f64;
+        let negatives = labels.len() as f64 - positives;
+        if let Some(auc) = roc::auc(scores, labels) {
+            u += auc * positives * negatives;
+            pairs += positives * negatives;
         }
     }
-    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
-    let mut weight = vec![0f64; units.len()];
-    let mut values = Vec::with_capacity(resamples);
-    for _ in 0..resamples {
-        weight.iter_mut().for_each(|w| *w = 0.0);
-        for _ in 0..units.len() {
-            weight[rng.random_range(0..units.len())] += 1.0;
+    (pairs > 0.0).then(|| u / pairs)
+}
+
+/// One measure's observations, sorted by score within each stratum, as runs of tied scores:
+/// (unit index, participant index, label) per observation.
+struct Sorted {
+    strata: Vec<Vec<Vec<(usize, usize, bool)>>>,
+}
+
+/// The observations indexed for resampling.
+struct Plan {
+    units: usize,
+    participants: usize,
+    sorted: [Sorted; 2],
+}
+
+impl Plan {
+    fn new(observations: &[Observation]) -> Plan {
+        let unit_ids: BTreeSet<i64> = observations.iter().map(|o| o.unit_id).collect();
+        let participant_ids: BTreeSet<i64> =
+            observations.iter().map(|o| o.participant_id).collect();
+        let unit_of: BTreeMap<i64, usize> = unit_ids
+            .iter()
+            .enumerate()
+            .map(|(i, &id)| (id, i))
+            .collect();
+        let participant_of: BTreeMap<i64, usize> = participant_ids
+            .iter()
+            .enumerate()
+            .map(|(i, &id)| (id, i))
+            .collect();
+        let sorted = [Measure::Correct, Measure::Choice].map(|m| {
+            let mut by_stratum: BTreeMap<usize, Vec<(f64, usize, usize, bool)>> = BTreeMap::new();
+            for o in observations {
+                let (score, label) = m.point(o);
+                by_stratum.entry(o.stratum).or_default().push((
+                    score,
+                    unit_of[&o.unit_id],
+                    participant_of[&o.participant_id],
+                    label,
+                ));
+            }
+            Sorted {
+                strata: by_stratum
+                    .into_values()
+                    .map(|mut list| {
+                        list.sort_by(|a, b| a.0.total_cmp(&b.0));
+                        list.chunk_by(|a, b| a.0 == b.0)
+                            .map(|run| run.iter().map(|&(_, u, p, l)| (u, p, l)).collect())
+                            .collect()
+                    })
+                    .collect(),
+            }
+        });
+        Plan {
+            units: unit_ids.len(),
+            participants: participant_ids.len(),
+            sorted,
         }
-        let (mut u, mut positives, mut below) = (0.0, 0.0, 0.0);
-        for &(lo, hi) in &runs {
+    }
+
+    /// The intervals of `auc_correct` and `auc_choice` from the same resamples.
+    fn intervals(&self, resamples: usize, seed: u64) -> [Option<Interval>; 2] {
+        if self.units == 0 {
+            return [None, None];
+        }
+        let mut rng = ChaCha8Rng::seed_from_u64(seed);
+        let mut unit_weight = vec![0f64; self.units];
+        let mut participant_weight = vec![0f64; self.participants];
+        let mut values = [Vec::with_capacity(resamples), Vec::with_capacity(resamples)];
+        for _ in 0..resamples {
+            draw(&mut rng, &mut unit_weight);
+            draw(&mut rng, &mut participant_weight);
+            for (sorted, out) in self.sorted.iter().zip(values.iter_mut()) {
+                out.extend(weighted_auc(sorted, &unit_weight, &participant_weight));
+            }
+        }
+        values.map(|mut v| {
+            if v.is_empty() {
+                return None;
+            }
+            v.sort_by(f64::total_cmp);
+            Some(Interval {
+                low: bootstrap::quantile(&v, 0.025),
+                high: bootstrap::quantile(&v, 0.975),
+            })
+        })
+    }
+}
+
+/// Draws `weight.len()` groups with replacement: each group's weight is how often it was drawn.
+fn draw(rng: &mut ChaCha8Rng, weight: &mut [f64]) {
+    weight.iter_mut().for_each(|w| *w = 0.0);
+    for _ in 0..weight.len() {
+        let i = rng.random_range(0..weight.len());
+        weight[i] += 1.0;
+    }
+}
+
+/// The stratified AUC with every observation weighted: one pass over the sorted runs.
+fn weighted_auc(sorted: &Sorted, units: &[f64], participants: &[f64]) -> Option<f64> {
+    let (mut u, mut pairs) = (0.0, 0.0);
+    for runs in &sorted.strata {
+        let (mut stratum_u, mut positives, mut below) = (0.0, 0.0, 0.0);
+        for run in runs {
             let (mut pos, mut neg) = (0.0, 0.0);
-            for &(_, correct, unit) in &flat[lo..hi] {
-                if correct {
-                    pos += weight[unit];
+            for &(unit, participant, label) in run {
+                let w = units[unit] * participants[participant];
+                if label {
+                    pos += w;
                 } else {
-                    neg += weight[unit];
+                    neg += w;
                 }
             }
-            u += pos * (below + 0.5 * neg);
+            stratum_u += pos * (below + 0.5 * neg);
             positives += pos;
             below += neg;
         }
-        if positives > 0.0 && below > 0.0 {
-            values.push(u / (positives * below));
-        }
+        u += stratum_u;
+        pairs += positives * below;
     }
-    if values.is_empty() {
-        return None;
-    }
-    values.sort_by(f64::total_cmp);
-    Some(Interval {
-        low: bootstrap::quantile(&values, 0.025),
-        high: bootstrap::quantile(&values, 0.975),
-    })
+    (pairs > 0.0).then(|| u / pairs)
 }
 
 #[cfg(test)]
 mod tests {
-    use rand::{Rng, SeedableRng};
-    use rand_chacha::ChaCha8Rng;
-
     use super::*;
 
     fn obs(unit_id: i64, human_correct: bool, score: f64) -> Observation {
         Observation {
             unit_id,
+            participant_id: unit_id % 2,
+            stratum: 0,
             human_correct,
+            max_first: true,
             score,
         }
     }
@@ -169,78 +317,114 @@ mod tests {
             obs(2, true, 0.0),
             obs(3, false, 0.2),
         ];
-        let layer = layer(&o, 200, 1);
+        let a = measure(&o, 200, 1);
         // AUC: positives {0.3, 0.1, 0.0} against negatives {-0.2, 0.2}:
         // 0.3 beats both (2), 0.1 beats -0.2 (1), 0.0 beats -0.2 (1): 4 of 6 pairs.
-        assert!((layer.auc.unwrap() - 4.0 / 6.0).abs() < 1e-12);
-        assert_eq!((layer.n_units, layer.n_responses), (3, 5));
-        assert!((layer.human_accuracy - 0.6).abs() < 1e-12);
+        assert!((a.auc_correct.unwrap() - 4.0 / 6.0).abs() < 1e-12);
+        assert_eq!((a.n_units, a.n_participants, a.n_responses), (3, 2, 5));
+        assert!((a.human_accuracy - 0.6).abs() < 1e-12);
         // Model picks max on 0.3, 0.1, 0.2, none on -0.2, half on the tie: 3.5 / 5.
-        assert!((layer.model_accuracy - 0.7).abs() < 1e-12);
+        assert!((a.model_accuracy - 0.7).abs() < 1e-12);
         // Agreement: 1 + 1 + 1 + 0.5 + 0 = 3.5 / 5; chance = .6*.7 + .4*.3 = 0.54; kappa = 0.16 / 0.46.
-        assert!((layer.agreement - 0.7).abs() < 1e-12);
-        assert!((layer.kappa.unwrap() - 0.16 / 0.46).abs() < 1e-12);
+        assert!((a.agreement - 0.7).abs() < 1e-12);
+        assert!((a.kappa.unwrap() - 0.16 / 0.46).abs() < 1e-12);
     }
 
-    /// Synthetic participants answer correctly with probability sigmoid(k * s).
-    fn simulate(k: f64, seed: u64) -> Vec<Observation> {
-        let mut rng = ChaCha8Rng::seed_from_u64(seed);
-        let mut out = Vec::new();
-        for unit in 0..60 {
-            let unit_evidence: f64 = rng.random_range(-1.0..1.5);
-            for _ in 0..30 {
-                let score = unit_evidence + rng.random_range(-0.5..0.5);
-                let p = 1.0 / (1.0 + (-k * score).exp());
-                out.push(obs(unit, rng.random_bool(p), score));
+    #[test]
+    fn the_choice_measure_signs_evidence_and_label_by_position() {
+        // Max on top, human right: chose top, signed score s. Max at the bottom, human right: chose
+        // the bottom, signed score -s. Max at the bottom, human wrong: chose top, signed -s.
+        let mut o = [obs(1, true, 0.4), obs(2, true, 0.3), obs(3, false, 0.1)];
+        o[1].max_first = false;
+        o[2].max_first = false;
+        // Chose top: {0.4, -0.1}; chose bottom: {-0.3}. Pairs: 0.4 > -0.3, -0.1 > -0.3: AUC 1.
+        assert_eq!(stratified_auc(&o, Measure::Choice), Some(1.0));
+        // Correct: positives {0.4, 0.3} against {0.1}: 1 as well; flip the wrong one's evidence.
+        o[2].score = 0.35;
+        // Correct: 0.4 > 0.35, 0.3 < 0.35: 1/2. Choice: top {0.4, -0.35}, bottom {-0.3}: 1/2.
+        assert_eq!(stratified_auc(&o, Measure::Correct), Some(0.5));
+        assert_eq!(stratified_auc(&o, Measure::Choice), Some(0.5));
+    }
+
+    #[test]
+    fn strata_are_never_compared_with_each_other() {
+        // Within each stratum the evidence separates nothing (AUC 1/2), but the easy stratum has higher
+        // evidence and more right answers: pooled, the AUC would be far above 1/2.
+        let mut o = Vec::new();
+        for (stratum, base, right) in [(0, 1.0, 3), (1, 0.0, 1)] {
+            for k in 0..4 {
+                let mut x = obs(k, k < right, base + 0.1);
+                x.stratum = stratum;
+                o.push(x);
             }
         }
-        out
+        assert_eq!(stratified_auc(&o, Measure::Correct), Some(0.5));
+        let scores: Vec<f64> = o.iter().map(|x| x.score).collect();
+        let labels: Vec<bool> = o.iter().map(|x| x.human_correct).collect();
+        // Pooled: positives 3 at 1.1 and 1 at 0.1, negatives 1 at 1.1 and 3 at 0.1: 9 wins and
+        // 6 ties of 16 pairs = 0.75.
+        assert_eq!(roc::auc(&scores, &labels), Some(0.75));
     }
 
-    #[test]
-    fn participants_who_follow_the_evidence_give_an_auc_whose_interval_excludes_one_half() {
-        let layer = layer(&simulate(3.0, 5), 2000, 11);
-        let ci = layer.ci.unwrap();
-        assert!(layer.auc.unwrap() > 0.7, "{:?}", layer.auc);
-        assert!(ci.low > 0.5, "{ci:?}");
-    }
-
-    #[test]
-    fn participants_independent_of_the_evidence_give_an_interval_covering_one_half() {
-        let layer = layer(&simulate(0.0, 5), 2000, 11);
-        let ci = layer.ci.unwrap();
-        assert!(ci.low < 0.5 && 0.5 < ci.high, "{ci:?}");
-    }
-
-    #[test]
-    fn the_weighted_interval_equals_resampling_and_sorting_each_time() {
-        // Scores rounded to one decimal, so many responses tie.
-        let o: Vec<Observation> = simulate(1.5, 8)
-            .into_iter()
-            .map(|mut x| {
-                x.score = (x.score * 10.0).round() / 10.0;
-                x
+    /// A resample materialised: every observation repeated (unit draws x participant draws) times.
+    fn brute_force_auc(
+        o: &[Observation],
+        m: Measure,
+        units: &BTreeMap<i64, f64>,
+        participants: &BTreeMap<i64, f64>,
+    ) -> Option<f64> {
+        let expanded: Vec<Observation> = o
+            .iter()
+            .flat_map(|x| {
+                let times = units[&x.unit_id] * participants[&x.participant_id];
+                std::iter::repeat_n(*x, times as usize)
             })
             .collect();
-        let mut units: BTreeMap<i64, Vec<Observation>> = BTreeMap::new();
-        for x in &o {
-            units.entry(x.unit_id).or_default().push(*x);
+        stratified_auc(&expanded, m)
+    }
+
+    #[test]
+    fn weighted_resamples_equal_materialised_resamples() {
+        let mut rng = ChaCha8Rng::seed_from_u64(3);
+        let o: Vec<Observation> = (0..120)
+            .map(|i| Observation {
+                unit_id: i % 9,
+                participant_id: i % 7,
+                stratum: (i % 3) as usize,
+                human_correct: rng.random_bool(0.6),
+                max_first: rng.random_bool(0.5),
+                // Rounded so that many scores tie.
+                score: (rng.random_range(-1.0..1.0f64) * 5.0).round() / 5.0,
+            })
+            .collect();
+        let plan = Plan::new(&o);
+        let mut draws = ChaCha8Rng::seed_from_u64(17);
+        let (mut uw, mut pw) = (vec![0.0; plan.units], vec![0.0; plan.participants]);
+        for _ in 0..20 {
+            draw(&mut draws, &mut uw);
+            draw(&mut draws, &mut pw);
+            let units: BTreeMap<i64, f64> = (0..9).map(|u| (u, uw[u as usize])).collect();
+            let participants: BTreeMap<i64, f64> = (0..7).map(|p| (p, pw[p as usize])).collect();
+            for (k, m) in [Measure::Correct, Measure::Choice].into_iter().enumerate() {
+                let fast = weighted_auc(&plan.sorted[k], &uw, &pw);
+                let slow = brute_force_auc(&o, m, &units, &participants);
+                match (fast, slow) {
+                    (Some(f), Some(s)) => assert!((f - s).abs() < 1e-12, "{f} vs {s}"),
+                    (f, s) => assert_eq!(f, s),
+                }
+            }
         }
-        let units: Vec<Vec<Observation>> = units.into_values().collect();
-        let slow = bootstrap::interval(&units, 300, 4, |sample| {
-            let pooled: Vec<&Observation> = sample.iter().flat_map(|u| u.iter()).collect();
-            let s: Vec<f64> = pooled.iter().map(|o| o.score).collect();
-            let l: Vec<bool> = pooled.iter().map(|o| o.human_correct).collect();
-            roc::auc(&s, &l)
-        })
-        .unwrap();
-        let fast = auc_interval(&units, 300, 4).unwrap();
-        assert!((slow.low - fast.low).abs() < 1e-12 && (slow.high - fast.high).abs() < 1e-12);
     }
 
     #[test]
     fn the_bootstrap_interval_is_identical_for_the_same_seed() {
-        let o = simulate(1.0, 3);
-        assert_eq!(layer(&o, 500, 9).ci, layer(&o, 500, 9).ci);
+        let o: Vec<Observation> = (0..60)
+            .map(|i| obs(i % 10, i % 3 != 0, (i as f64 * 0.37).sin()))
+            .collect();
+        assert_eq!(measure(&o, 500, 9), measure(&o, 500, 9));
+        assert_ne!(
+            measure(&o, 500, 9).ci_correct,
+            measure(&o, 500, 10).ci_correct
+        );
     }
 }

@@ -1,9 +1,10 @@
-//! SVG figures of an analysis (plotters): ROC curves per layer, agreement AUC by layer with its
-//! bootstrap CI, and human against model accuracy per unit.
+//! SVG figures of an analysis (plotters): ROC curves per stratum, agreement AUCs with their bootstrap
+//! CIs (per stratum, and per studied layer x observer), and human against model accuracy per unit.
 
 use plotters::prelude::*;
 
-use super::report::{LayerResult, UnitResult};
+use super::bootstrap::Interval;
+use super::report::{AgreementRow, UnitResult};
 
 const SIZE: (u32, u32) = (640, 480);
 
@@ -23,21 +24,21 @@ fn colour(i: usize) -> RGBColor {
 
 /// Keeps a label short enough for an axis.
 fn short(name: &str) -> String {
-    if name.chars().count() > 32 {
-        format!("{}…", name.chars().take(31).collect::<String>())
+    if name.chars().count() > 48 {
+        format!("{}…", name.chars().take(47).collect::<String>())
     } else {
         name.to_string()
     }
 }
 
-/// ROC curves of the observer's evidence predicting human correctness, one line per layer.
-pub fn roc_svg(layers: &[LayerResult]) -> Result<String, PlotError> {
+/// ROC curves of the observer's evidence predicting human correctness, one line per stratum.
+pub fn roc_svg(strata: &[&AgreementRow]) -> Result<String, PlotError> {
     let mut out = String::new();
     {
         let root = SVGBackend::with_string(&mut out, SIZE).into_drawing_area();
         root.fill(&WHITE).map_err(err)?;
         let mut chart = ChartBuilder::on(&root)
-            .caption("Agreement ROC per layer", ("sans-serif", 20))
+            .caption("Agreement ROC per stratum", ("sans-serif", 20))
             .margin(12)
             .x_label_area_size(40)
             .y_label_area_size(50)
@@ -55,26 +56,26 @@ pub fn roc_svg(layers: &[LayerResult]) -> Result<String, PlotError> {
                 BLACK.mix(0.3).stroke_width(1),
             ))
             .map_err(err)?;
-        for (i, layer) in layers.iter().enumerate() {
+        for (i, stratum) in strata.iter().enumerate() {
             let c = colour(i);
-            let points = layer
+            let points = stratum
                 .agreement
                 .roc
                 .iter()
                 .map(|p| (p.false_positive_rate, p.true_positive_rate));
-            let auc = layer
+            let auc = stratum
                 .agreement
-                .auc
+                .auc_correct
                 .map_or("n/a".to_string(), |a| format!("{a:.3}"));
             chart
                 .draw_series(LineSeries::new(points, c.stroke_width(2)))
                 .map_err(err)?
-                .label(format!("{} (AUC {auc})", short(&layer.name())))
+                .label(format!("{} (AUC {auc})", short(&stratum.name())))
                 .legend(move |(x, y)| {
                     PathElement::new(vec![(x, y), (x + 16, y)], c.stroke_width(2))
                 });
         }
-        if !layers.is_empty() {
+        if !strata.is_empty() {
             chart
                 .configure_series_labels()
                 .position(SeriesLabelPosition::LowerRight)
@@ -88,16 +89,36 @@ pub fn roc_svg(layers: &[LayerResult]) -> Result<String, PlotError> {
     Ok(out)
 }
 
-/// Agreement AUC per layer with its 95 % bootstrap interval; the chance line at 0.5.
-pub fn auc_svg(layers: &[LayerResult]) -> Result<String, PlotError> {
-    let names: Vec<String> = layers.iter().map(|l| short(&l.name())).collect();
-    let n = layers.len().max(1) as f64;
+/// One point of an AUC figure: its place on the x axis, its series, the AUC and its interval.
+pub struct AucPoint {
+    pub x: String,
+    pub series: String,
+    pub auc: Option<f64>,
+    pub ci: Option<Interval>,
+}
+
+/// AUCs with their 95 % bootstrap intervals, grouped along x and coloured by series; chance at 0.5.
+pub fn auc_svg(title: &str, x_desc: &str, points: &[AucPoint]) -> Result<String, PlotError> {
+    let mut names: Vec<&str> = Vec::new();
+    let mut series: Vec<&str> = Vec::new();
+    for p in points {
+        if !names.contains(&p.x.as_str()) {
+            names.push(&p.x);
+        }
+        if !series.contains(&p.series.as_str()) {
+            series.push(&p.series);
+        }
+    }
+    let labels: Vec<String> = names.iter().map(|n| short(n)).collect();
+    let n = names.len().max(1) as f64;
+    // Series side by side within each x group.
+    let width = 0.7 / series.len().max(1) as f64;
     let mut out = String::new();
     {
         let root = SVGBackend::with_string(&mut out, SIZE).into_drawing_area();
         root.fill(&WHITE).map_err(err)?;
         let mut chart = ChartBuilder::on(&root)
-            .caption("Agreement AUC by layer (95 % CI)", ("sans-serif", 20))
+            .caption(title, ("sans-serif", 20))
             .margin(12)
             .x_label_area_size(50)
             .y_label_area_size(50)
@@ -106,17 +127,17 @@ pub fn auc_svg(layers: &[LayerResult]) -> Result<String, PlotError> {
         chart
             .configure_mesh()
             .disable_x_mesh()
-            .x_labels(layers.len().max(1))
+            .x_labels(names.len().max(1))
             .x_label_formatter(&|x| {
                 let i = x.round();
                 if (x - i).abs() < 1e-6 && i >= 0.0 {
-                    names.get(i as usize).cloned().unwrap_or_default()
+                    labels.get(i as usize).cloned().unwrap_or_default()
                 } else {
                     String::new()
                 }
             })
-            .x_desc("layer")
-            .y_desc("agreement AUC")
+            .x_desc(x_desc)
+            .y_desc("AUC")
             .draw()
             .map_err(err)?;
         chart
@@ -125,27 +146,49 @@ pub fn auc_svg(layers: &[LayerResult]) -> Result<String, PlotError> {
                 BLACK.mix(0.3).stroke_width(1),
             ))
             .map_err(err)?;
-        for (i, layer) in layers.iter().enumerate() {
-            let x = i as f64;
-            let c = colour(i);
-            if let Some(ci) = layer.agreement.ci {
-                let bars = [
-                    vec![(x, ci.low), (x, ci.high)],
-                    vec![(x - 0.1, ci.low), (x + 0.1, ci.low)],
-                    vec![(x - 0.1, ci.high), (x + 0.1, ci.high)],
-                ];
-                chart
-                    .draw_series(
-                        bars.into_iter()
-                            .map(|p| PathElement::new(p, c.stroke_width(2))),
-                    )
-                    .map_err(err)?;
+        for (k, name) in series.iter().enumerate() {
+            let c = colour(k);
+            let offset = (k as f64 - (series.len() as f64 - 1.0) / 2.0) * width;
+            let mine: Vec<(f64, &AucPoint)> = points
+                .iter()
+                .filter(|p| p.series == *name)
+                .filter_map(|p| {
+                    let i = names.iter().position(|n| *n == p.x)?;
+                    Some((i as f64 + offset, p))
+                })
+                .collect();
+            for &(x, p) in &mine {
+                if let Some(ci) = p.ci {
+                    let bars = [
+                        vec![(x, ci.low), (x, ci.high)],
+                        vec![(x - 0.05, ci.low), (x + 0.05, ci.low)],
+                        vec![(x - 0.05, ci.high), (x + 0.05, ci.high)],
+                    ];
+                    chart
+                        .draw_series(
+                            bars.into_iter()
+                                .map(|p| PathElement::new(p, c.stroke_width(2))),
+                        )
+                        .map_err(err)?;
+                }
             }
-            if let Some(auc) = layer.agreement.auc {
-                chart
-                    .draw_series(std::iter::once(Circle::new((x, auc), 5, c.filled())))
-                    .map_err(err)?;
-            }
+            chart
+                .draw_series(
+                    mine.iter()
+                        .filter_map(|&(x, p)| Some(Circle::new((x, p.auc?), 5, c.filled()))),
+                )
+                .map_err(err)?
+                .label(short(name))
+                .legend(move |(x, y)| Circle::new((x + 8, y), 4, c.filled()));
+        }
+        if !series.is_empty() {
+            chart
+                .configure_series_labels()
+                .position(SeriesLabelPosition::LowerRight)
+                .background_style(WHITE.mix(0.85))
+                .border_style(BLACK.mix(0.4))
+                .draw()
+                .map_err(err)?;
         }
         root.present().map_err(err)?;
     }
@@ -220,42 +263,60 @@ pub fn accuracy_svg(units: &[UnitResult]) -> Result<String, PlotError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::analysis::agreement::{layer, Observation};
+    use crate::analysis::agreement::{measure, Observation};
 
-    fn layer_result(tap: &str, shift: f64) -> LayerResult {
+    fn row(tap: &str, shift: f64) -> AgreementRow {
         let o: Vec<Observation> = (0..40)
             .map(|i| Observation {
                 unit_id: i % 8,
+                participant_id: i % 5,
+                stratum: 0,
                 human_correct: i % 3 != 0,
+                max_first: i % 2 == 0,
                 score: (i as f64 * 0.37).sin() + shift * (i % 3 != 0) as u8 as f64,
             })
             .collect();
-        LayerResult {
+        AgreementRow {
+            observer: "lpips-alex/max-set".into(),
             model: "alexnet".into(),
             tap: tap.into(),
-            agreement: layer(&o, 200, 1),
+            basis: "neuron".into(),
+            condition: "easy".into(),
+            summary: false,
+            agreement: measure(&o, 200, 1),
         }
     }
 
     #[test]
-    fn the_figures_are_svg_documents_naming_their_layers() {
-        let layers = [layer_result("conv1", 0.5), layer_result("conv5", 0.0)];
-        let roc = roc_svg(&layers).unwrap();
+    fn the_figures_are_svg_documents_naming_their_strata_and_series() {
+        let rows = [row("conv1", 0.5), row("conv5", 0.0)];
+        let roc = roc_svg(&rows.iter().collect::<Vec<_>>()).unwrap();
         assert!(roc.starts_with("<svg") && roc.trim_end().ends_with("</svg>"));
         assert!(
-            roc.contains("alexnet/conv1 (AUC"),
-            "the legend names each layer"
+            roc.contains("alexnet/conv1 · neuron · easy (AUC"),
+            "the legend names each stratum"
         );
-        let auc = auc_svg(&layers).unwrap();
-        assert!(auc.contains("alexnet/conv5"));
-        // Two CI bars of three strokes each, two points.
-        assert!(auc.matches("<circle").count() >= 2);
+        let points: Vec<AucPoint> = rows
+            .iter()
+            .flat_map(|r| {
+                ["lpips-alex/max-set", "colour/max-set"].map(|o| AucPoint {
+                    x: r.layer(),
+                    series: o.into(),
+                    auc: r.agreement.auc_correct,
+                    ci: r.agreement.ci_correct,
+                })
+            })
+            .collect();
+        let auc = auc_svg("Agreement", "studied layer", &points).unwrap();
+        assert!(auc.contains("alexnet/conv5") && auc.contains("colour/max-set"));
+        // Four points and two legend marks.
+        assert!(auc.matches("<circle").count() >= 6);
     }
 
     #[test]
     fn empty_inputs_still_give_a_figure() {
         assert!(roc_svg(&[]).unwrap().contains("<svg"));
-        assert!(auc_svg(&[]).unwrap().contains("<svg"));
+        assert!(auc_svg("t", "x", &[]).unwrap().contains("<svg"));
         assert!(accuracy_svg(&[]).unwrap().contains("<svg"));
     }
 }

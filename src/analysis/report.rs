@@ -12,7 +12,7 @@ use std::collections::BTreeMap;
 
 use serde::Serialize;
 
-use super::agreement::{self, LayerAgreement, Observation};
+use super::agreement::{self, Agreement, Observation};
 use super::bootstrap::{self, Interval};
 use super::consistency::{self, SplitHalf};
 use super::{mean, spearman};
@@ -36,18 +36,23 @@ impl UnitInfo {
     }
 }
 
-/// A valid main response with the observer's evidence on its trial, when scored.
+/// A valid main response.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ResponseFact {
     pub unit_id: i64,
+    pub session_id: i64,
+    pub trial_id: i64,
     pub condition: String,
     pub correct: bool,
-    pub score: Option<f64>,
+    /// The max query was shown on top.
+    pub max_first: bool,
 }
 
-/// The observer's judgment of a main trial.
-#[derive(Debug, Clone, Copy, PartialEq)]
+/// An observer's judgment of a main trial.
+#[derive(Debug, Clone, PartialEq)]
 pub struct TrialJudgment {
+    pub observer: String,
+    pub trial_id: i64,
     pub unit_id: i64,
     pub score: f64,
     /// 1, 0 or 0.5.
@@ -79,17 +84,42 @@ pub struct GroupAccuracy {
     pub ci: Option<Interval>,
 }
 
+/// The basis and condition of a stratified summary row.
+pub const ALL: &str = "all";
+
+/// Agreement of one observer on one stratum (layer x basis x condition), or a layer's stratified
+/// summary (basis and condition `all`).
 #[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct LayerResult {
+pub struct AgreementRow {
+    pub observer: String,
     pub model: String,
     pub tap: String,
-    pub agreement: LayerAgreement,
+    pub basis: String,
+    pub condition: String,
+    pub summary: bool,
+    pub agreement: Agreement,
 }
 
-impl LayerResult {
-    pub fn name(&self) -> String {
+impl AgreementRow {
+    pub fn layer(&self) -> String {
         format!("{}/{}", self.model, self.tap)
     }
+    /// `alexnet/conv1 · pca · easy`, or `alexnet/conv1 (stratified)` for a summary.
+    pub fn name(&self) -> String {
+        if self.summary {
+            format!("{} (stratified)", self.layer())
+        } else {
+            format!("{} · {} · {}", self.layer(), self.basis, self.condition)
+        }
+    }
+}
+
+/// Human accuracy of one basis within one layer.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct LayerBasis {
+    pub layer: String,
+    pub basis: String,
+    pub accuracy: GroupAccuracy,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Serialize)]
@@ -104,10 +134,39 @@ pub struct StudyAnalysis {
     pub by_layer: Vec<GroupAccuracy>,
     pub by_basis: Vec<GroupAccuracy>,
     pub by_condition: Vec<GroupAccuracy>,
-    /// One entry per layer with at least one scored response.
-    pub agreement: Vec<LayerResult>,
+    /// The question of the seed studies is basis within layer.
+    pub by_layer_and_basis: Vec<LayerBasis>,
+    /// The observer whose judgments give the units' model accuracy.
+    pub primary_observer: Option<String>,
+    /// Every observer that scored the study: per layer its strata, then the stratified summary.
+    pub agreement: Vec<AgreementRow>,
     pub split_half: Option<SplitHalf>,
     pub ii: IiCorrelation,
+    /// II vs human accuracy within each basis.
+    pub ii_by_basis: Vec<(String, IiCorrelation)>,
+}
+
+impl StudyAnalysis {
+    /// Rows of one observer, strata only or summaries only.
+    pub fn agreement_of<'a>(
+        &'a self,
+        observer: &'a str,
+        summary: bool,
+    ) -> impl Iterator<Item = &'a AgreementRow> + 'a {
+        self.agreement
+            .iter()
+            .filter(move |r| r.observer == observer && r.summary == summary)
+    }
+    /// The observers with agreement rows, in order.
+    pub fn observers(&self) -> Vec<String> {
+        let mut names: Vec<String> = Vec::new();
+        for r in &self.agreement {
+            if !names.contains(&r.observer) {
+                names.push(r.observer.clone());
+            }
+        }
+        names
+    }
 }
 
 /// Wilson score interval (95 %) of `k` successes in `n` trials.
@@ -142,10 +201,13 @@ fn group(name: String, per_unit: &[(f64, usize)], resamples: usize) -> GroupAccu
     }
 }
 
+/// The analysis of a study's main units; `primary` names the observer whose judgments give the units'
+/// model accuracy (`judgments` may hold several observers).
 pub fn analyse(
     units: &[UnitInfo],
     responses: &[ResponseFact],
     judgments: &[TrialJudgment],
+    primary: Option<&str>,
     resamples: usize,
 ) -> StudyAnalysis {
     let mut answers: BTreeMap<i64, Vec<bool>> = BTreeMap::new();
@@ -157,9 +219,12 @@ pub fn analyse(
             .or_default()
             .push(r.correct);
     }
-    let mut judged: BTreeMap<i64, Vec<TrialJudgment>> = BTreeMap::new();
-    for j in judgments {
-        judged.entry(j.unit_id).or_default().push(*j);
+    let mut judged: BTreeMap<i64, Vec<&TrialJudgment>> = BTreeMap::new();
+    for j in judgments
+        .iter()
+        .filter(|j| Some(j.observer.as_str()) == primary)
+    {
+        judged.entry(j.unit_id).or_default().push(j);
     }
 
     let unit_results: Vec<UnitResult> = units
@@ -189,14 +254,17 @@ pub fn analyse(
     // Groups over units that have responses.
     let mut layers: BTreeMap<String, Vec<(f64, usize)>> = BTreeMap::new();
     let mut bases: BTreeMap<String, Vec<(f64, usize)>> = BTreeMap::new();
+    let mut layer_bases: BTreeMap<(String, String), Vec<(f64, usize)>> = BTreeMap::new();
     for u in &unit_results {
         if let Some(acc) = u.human_accuracy {
             let entry = (acc, u.n_responses);
-            layers
-                .entry(format!("{}/{}", u.model, u.tap))
+            let layer = format!("{}/{}", u.model, u.tap);
+            layers.entry(layer.clone()).or_default().push(entry);
+            bases.entry(u.basis.clone()).or_default().push(entry);
+            layer_bases
+                .entry((layer, u.basis.clone()))
                 .or_default()
                 .push(entry);
-            bases.entry(u.basis.clone()).or_default().push(entry);
         }
     }
     let mut conditions: BTreeMap<String, Vec<(f64, usize)>> = BTreeMap::new();
@@ -213,50 +281,110 @@ pub fn analyse(
             .map(|(name, v)| group(name, &v, resamples))
             .collect()
     };
-
-    // Agreement per layer over the responses whose trial was scored.
-    let layer_of: BTreeMap<i64, (String, String)> =
-        units.iter().map(|u| (u.id, u.layer())).collect();
-    let mut observations: BTreeMap<(String, String), Vec<Observation>> = BTreeMap::new();
-    for r in responses {
-        if let (Some(score), Some(layer)) = (r.score, layer_of.get(&r.unit_id)) {
-            observations
-                .entry(layer.clone())
-                .or_default()
-                .push(Observation {
-                    unit_id: r.unit_id,
-                    human_correct: r.correct,
-                    score,
-                });
-        }
-    }
-    let agreement = observations
+    let by_layer_and_basis = layer_bases
         .into_iter()
-        .map(|((model, tap), o)| LayerResult {
-            model,
-            tap,
-            agreement: agreement::layer(&o, resamples, SEED),
+        .map(|((layer, basis), v)| LayerBasis {
+            accuracy: group(format!("{layer} · {basis}"), &v, resamples),
+            layer,
+            basis,
         })
         .collect();
 
     let per_unit: Vec<Vec<bool>> = answers.values().cloned().collect();
-    let (ii, human): (Vec<f64>, Vec<f64>) = unit_results
-        .iter()
-        .filter_map(|u| Some((u.ii?, u.human_accuracy?)))
-        .unzip();
+    let ii_of = |basis: Option<&str>| {
+        let (ii, human): (Vec<f64>, Vec<f64>) = unit_results
+            .iter()
+            .filter(|u| basis.is_none_or(|b| u.basis == b))
+            .filter_map(|u| Some((u.ii?, u.human_accuracy?)))
+            .unzip();
+        IiCorrelation {
+            n_units: ii.len(),
+            spearman: spearman(&ii, &human),
+        }
+    };
+    let basis_names: Vec<String> = bases.keys().cloned().collect();
 
     StudyAnalysis {
-        units: unit_results,
+        agreement: agreement_rows(units, responses, judgments, resamples),
+        primary_observer: primary.map(str::to_string),
         by_layer: groups(layers),
         by_basis: groups(bases),
         by_condition: groups(conditions),
-        agreement,
+        by_layer_and_basis,
         split_half: consistency::split_half(&per_unit, consistency::SPLITS, SEED),
-        ii: IiCorrelation {
-            n_units: ii.len(),
-            spearman: spearman(&ii, &human),
-        },
+        ii: ii_of(None),
+        ii_by_basis: basis_names
+            .into_iter()
+            .map(|b| {
+                let c = ii_of(Some(&b));
+                (b, c)
+            })
+            .collect(),
+        units: unit_results,
     }
+}
+
+/// Per observer and layer: one row per basis x condition stratum, then the stratified summary, over
+/// the responses whose trial the observer scored.
+fn agreement_rows(
+    units: &[UnitInfo],
+    responses: &[ResponseFact],
+    judgments: &[TrialJudgment],
+    resamples: usize,
+) -> Vec<AgreementRow> {
+    let unit_of: BTreeMap<i64, &UnitInfo> = units.iter().map(|u| (u.id, u)).collect();
+    // observer -> trial -> score
+    let mut scores: BTreeMap<&str, BTreeMap<i64, f64>> = BTreeMap::new();
+    for j in judgments {
+        scores
+            .entry(j.observer.as_str())
+            .or_default()
+            .insert(j.trial_id, j.score);
+    }
+    let mut rows = Vec::new();
+    for (observer, scored) in scores {
+        // (model, tap) -> (basis, condition) -> observations
+        type Strata = BTreeMap<(String, String), Vec<Observation>>;
+        let mut layers: BTreeMap<(String, String), Strata> = BTreeMap::new();
+        for r in responses {
+            let (Some(&score), Some(unit)) = (scored.get(&r.trial_id), unit_of.get(&r.unit_id))
+            else {
+                continue;
+            };
+            layers
+                .entry(unit.layer())
+                .or_default()
+                .entry((unit.basis.clone(), r.condition.clone()))
+                .or_default()
+                .push(Observation {
+                    unit_id: r.unit_id,
+                    participant_id: r.session_id,
+                    stratum: 0,
+                    human_correct: r.correct,
+                    max_first: r.max_first,
+                    score,
+                });
+        }
+        for ((model, tap), strata) in layers {
+            let row =
+                |basis: &str, condition: &str, summary: bool, o: &[Observation]| AgreementRow {
+                    observer: observer.to_string(),
+                    model: model.clone(),
+                    tap: tap.clone(),
+                    basis: basis.to_string(),
+                    condition: condition.to_string(),
+                    summary,
+                    agreement: agreement::measure(o, resamples, SEED),
+                };
+            let mut all = Vec::new();
+            for (k, ((basis, condition), o)) in strata.iter().enumerate() {
+                rows.push(row(basis, condition, false, o));
+                all.extend(o.iter().map(|x| Observation { stratum: k, ..*x }));
+            }
+            rows.push(row(ALL, ALL, true, &all));
+        }
+    }
+    rows
 }
 
 #[cfg(test)]
@@ -274,12 +402,24 @@ mod tests {
         }
     }
 
-    fn response(unit_id: i64, condition: &str, correct: bool, score: f64) -> ResponseFact {
+    fn response(unit_id: i64, condition: &str, correct: bool) -> ResponseFact {
         ResponseFact {
             unit_id,
+            session_id: 1,
+            trial_id: unit_id * 10,
             condition: condition.into(),
             correct,
-            score: Some(score),
+            max_first: true,
+        }
+    }
+
+    fn judgment(trial_id: i64, unit_id: i64, score: f64, correct: f64) -> TrialJudgment {
+        TrialJudgment {
+            observer: "lpips-alex/max-set".into(),
+            trial_id,
+            unit_id,
+            score,
+            correct,
         }
     }
 
@@ -301,24 +441,27 @@ mod tests {
             unit(3, "conv2", "pca", Some(-3.0)),
         ];
         // Unit 1: 4 of 4 correct; unit 2: 0 of 1; unit 3: 1 of 2 (easy right, hard wrong).
-        let mut responses: Vec<ResponseFact> =
-            (0..4).map(|_| response(1, "easy", true, 0.2)).collect();
-        responses.push(response(2, "easy", false, -0.1));
-        responses.push(response(3, "easy", true, 0.3));
-        responses.push(response(3, "hard", false, 0.1));
+        let mut responses: Vec<ResponseFact> = (0..4).map(|_| response(1, "easy", true)).collect();
+        responses.push(response(2, "easy", false));
+        responses.push(response(3, "easy", true));
+        responses.push(ResponseFact {
+            trial_id: 31,
+            ..response(3, "hard", false)
+        });
         let judgments = [
-            TrialJudgment {
-                unit_id: 1,
-                score: 0.2,
-                correct: 1.0,
-            },
-            TrialJudgment {
-                unit_id: 1,
-                score: 0.0,
-                correct: 0.5,
-            },
+            judgment(10, 1, 0.2, 1.0),
+            judgment(11, 1, 0.0, 0.5),
+            judgment(20, 2, -0.1, 0.0),
+            judgment(30, 3, 0.3, 1.0),
+            judgment(31, 3, 0.1, 1.0),
         ];
-        let a = analyse(&units, &responses, &judgments, 500);
+        let a = analyse(
+            &units,
+            &responses,
+            &judgments,
+            Some("lpips-alex/max-set"),
+            500,
+        );
         let conv1 = &a.by_layer[0];
         assert_eq!(
             (conv1.group.as_str(), conv1.n_units, conv1.n_responses),
@@ -336,11 +479,37 @@ mod tests {
         assert_eq!((hard.n_units, hard.mean), (1, 0.0));
         assert_eq!(a.units[0].model_accuracy, Some(0.75));
         assert_eq!(a.units[0].mean_score, Some(0.1));
-        assert_eq!(a.units[1].model_accuracy, None);
+        assert_eq!(a.units[1].model_accuracy, Some(0.0));
         // II ranks units 1 > 2 > 3, human accuracy 1.0, 0.0, 0.5: rho = 0.5.
         assert_eq!(a.ii.n_units, 3);
         assert!((a.ii.spearman.unwrap() - 0.5).abs() < 1e-12);
-        assert_eq!(a.agreement.len(), 2);
-        assert_eq!(a.agreement[0].agreement.n_responses, 5);
+        // conv1: strata neuron/easy and pca/easy, then the summary; conv2: pca/easy, pca/hard, summary.
+        let names: Vec<String> = a.agreement.iter().map(AgreementRow::name).collect();
+        assert_eq!(
+            names,
+            [
+                "alexnet/conv1 · neuron · easy",
+                "alexnet/conv1 · pca · easy",
+                "alexnet/conv1 (stratified)",
+                "alexnet/conv2 · pca · easy",
+                "alexnet/conv2 · pca · hard",
+                "alexnet/conv2 (stratified)",
+            ]
+        );
+        assert_eq!(a.agreement[2].agreement.n_responses, 5);
+        assert_eq!(
+            a.by_layer_and_basis
+                .iter()
+                .map(|g| (g.layer.as_str(), g.basis.as_str(), g.accuracy.mean))
+                .collect::<Vec<_>>(),
+            [
+                ("alexnet/conv1", "neuron", 1.0),
+                ("alexnet/conv1", "pca", 0.0),
+                ("alexnet/conv2", "pca", 0.5)
+            ]
+        );
+        let pca_ii = &a.ii_by_basis.iter().find(|(b, _)| b == "pca").unwrap().1;
+        // pca units 2 and 3: II -2 > -3, accuracy 0.0 < 0.5: rho = -1.
+        assert_eq!((pca_ii.n_units, pca_ii.spearman), (2, Some(-1.0)));
     }
 }

@@ -1,16 +1,21 @@
-//! The facts an analysis starts from: units, valid main responses with the observer's evidence, and
-//! the observer's judgments of main trials.
+//! The facts an analysis starts from: main units, valid main responses, and observers' judgments of
+//! main trials.
 //!
-//! A response is *valid* when it answers a main trial in a session that completed and was not excluded.
+//! A unit is a *main* unit when it has main trials (practice and catch units are held out of the
+//! main pool). A response is *valid* when it answers a main trial in a session that completed and
+//! was not excluded.
 
 use sqlx::PgConnection;
 
 use crate::analysis::report::{ResponseFact, TrialJudgment, UnitInfo};
 
-/// The study's units, with their interpretability index when the schema has one.
+/// The study's main units, with their interpretability index when the schema has one.
 pub async fn units(conn: &mut PgConnection, study_id: i64) -> sqlx::Result<Vec<UnitInfo>> {
     let rows = sqlx::query!(
-        "SELECT id, model, tap, basis, unit_index FROM units WHERE study_id = $1 ORDER BY id",
+        "SELECT id, model, tap, basis, unit_index FROM units u
+         WHERE study_id = $1
+           AND EXISTS (SELECT 1 FROM trials t WHERE t.unit_id = u.id AND t.kind = 'main')
+         ORDER BY id",
         study_id
     )
     .fetch_all(&mut *conn)
@@ -51,23 +56,17 @@ async fn interpretability_indices(
         .await
 }
 
-/// Valid main responses, each with the observer's evidence s_t on its trial (if scored).
-pub async fn responses(
-    conn: &mut PgConnection,
-    study_id: i64,
-    observer: &str,
-) -> sqlx::Result<Vec<ResponseFact>> {
+/// Valid main responses.
+pub async fn responses(conn: &mut PgConnection, study_id: i64) -> sqlx::Result<Vec<ResponseFact>> {
     let rows = sqlx::query!(
-        r#"SELECT t.unit_id, t.condition, r.correct, j.score AS "score?"
+        r#"SELECT t.unit_id, r.session_id, t.id AS trial_id, t.condition, r.correct, a.max_first
            FROM responses r
            JOIN sessions s ON s.id = r.session_id
            JOIN assignments a ON a.session_id = r.session_id AND a.position = r.position
            JOIN trials t ON t.id = a.trial_id
-           LEFT JOIN judgments j ON j.trial_id = t.id AND j.observer = $2
            WHERE s.study_id = $1 AND t.kind = 'main' AND s.stage = 'complete' AND NOT s.excluded
            ORDER BY r.session_id, r.position"#,
-        study_id,
-        observer
+        study_id
     )
     .fetch_all(conn)
     .await?;
@@ -75,35 +74,56 @@ pub async fn responses(
         .into_iter()
         .map(|r| ResponseFact {
             unit_id: r.unit_id,
+            session_id: r.session_id,
+            trial_id: r.trial_id,
             condition: r.condition,
             correct: r.correct,
-            score: r.score,
+            max_first: r.max_first,
         })
         .collect())
 }
 
-/// The observer's judgments of the study's main trials.
+/// The judgments of the study's main trials by `observers`.
 pub async fn judgments(
     conn: &mut PgConnection,
     study_id: i64,
-    observer: &str,
+    observers: &[String],
 ) -> sqlx::Result<Vec<TrialJudgment>> {
     let rows = sqlx::query!(
-        r#"SELECT t.unit_id, j.score, j.correct
+        r#"SELECT j.observer, t.id AS trial_id, t.unit_id, j.score, j.correct
            FROM judgments j JOIN trials t ON t.id = j.trial_id
-           WHERE t.study_id = $1 AND t.kind = 'main' AND j.observer = $2
-           ORDER BY t.id"#,
+           WHERE t.study_id = $1 AND t.kind = 'main' AND j.observer = ANY($2)
+           ORDER BY j.observer, t.id"#,
         study_id,
-        observer
+        observers
     )
     .fetch_all(conn)
     .await?;
     Ok(rows
         .into_iter()
         .map(|r| TrialJudgment {
+            observer: r.observer,
+            trial_id: r.trial_id,
             unit_id: r.unit_id,
             score: r.score,
             correct: r.correct,
         })
         .collect())
+}
+
+/// Main units that also carry practice or catch trials: studies built before practice and catch units
+/// were held out have them, and their accuracy is biased (practice gives feedback on them).
+pub async fn units_also_practice_or_catch(
+    conn: &mut PgConnection,
+    study_id: i64,
+) -> sqlx::Result<i64> {
+    sqlx::query_scalar!(
+        r#"SELECT count(*) AS "n!" FROM units u
+           WHERE u.study_id = $1
+             AND EXISTS (SELECT 1 FROM trials t WHERE t.unit_id = u.id AND t.kind = 'main')
+             AND EXISTS (SELECT 1 FROM trials t WHERE t.unit_id = u.id AND t.kind <> 'main')"#,
+        study_id
+    )
+    .fetch_one(conn)
+    .await
 }

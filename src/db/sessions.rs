@@ -267,8 +267,8 @@ pub async fn exclusion_summary(
         r#"SELECT
              count(r.response_id) FILTER (WHERE t.kind = 'catch') AS "catch_total!",
              count(r.response_id) FILTER (WHERE t.kind = 'catch' AND r.correct) AS "catch_correct!",
-             count(r.response_id) FILTER (WHERE t.kind = 'main' AND r.chosen = 0) AS "chose_first!",
-             count(r.response_id) FILTER (WHERE t.kind = 'main' AND r.chosen = 1) AS "chose_second!",
+             count(r.response_id) FILTER (WHERE t.kind IN ('main', 'catch') AND r.chosen = 0) AS "chose_first!",
+             count(r.response_id) FILTER (WHERE t.kind IN ('main', 'catch') AND r.chosen = 1) AS "chose_second!",
              extract(epoch FROM s.instructions_done_at - s.consented_at)::float8 AS instructions_secs,
              extract(epoch FROM coalesce(s.completed_at, now()) - s.created_at)::float8 AS total_secs,
              s.practice_attempts

@@ -10,16 +10,19 @@ use sqlx::PgPool;
 use super::responses::ResponsesCsv;
 use super::{tables, What};
 use crate::analysis::bootstrap::RESAMPLES;
-use crate::analysis::plots;
-use crate::analysis::report::{self, StudyAnalysis};
+use crate::analysis::plots::{self, AucPoint};
+use crate::analysis::report::{self, AgreementRow, StudyAnalysis};
 use crate::db;
 
-/// A study's analysis and the observer whose judgments it used (none when nothing was scored).
+/// A study's analysis, the observer whose judgments give the units' model accuracy (none when nothing
+/// was scored), and what the reader must know about how the study was built.
 #[derive(Debug, Clone)]
 pub struct Analysed {
     pub observer: Option<String>,
     pub analysis: StudyAnalysis,
     pub resamples: usize,
+    /// Main units that also served as practice or catch units (studies built before they were held out).
+    pub units_also_practice_or_catch: i64,
 }
 
 /// The observer an analysis uses: the one asked for, else the seed paper's if it scored the study,
@@ -52,29 +55,35 @@ pub async fn pick_observer(
     }
 }
 
-/// Loads the facts and computes the analysis (bootstraps off the async executor).
+/// Loads the facts and computes the analysis (bootstraps off the async executor). Agreement covers
+/// the observer asked for, or every observer that scored the study.
 pub async fn analyse_study(
     pool: &PgPool,
     study_id: i64,
     observer: Option<&str>,
     resamples: usize,
 ) -> anyhow::Result<Analysed> {
-    let observer = pick_observer(pool, study_id, observer).await?;
+    let primary = pick_observer(pool, study_id, observer).await?;
     let mut conn = pool.acquire().await?;
+    let observers = match observer {
+        Some(name) => vec![name.to_string()],
+        None => db::judgments::observers(&mut conn, study_id).await?,
+    };
     let units = db::analysis_data::units(&mut conn, study_id).await?;
-    // Without an observer no response has a score: the name matches no judgment.
-    let name = observer.clone().unwrap_or_default();
-    let responses = db::analysis_data::responses(&mut conn, study_id, &name).await?;
-    let judgments = db::analysis_data::judgments(&mut conn, study_id, &name).await?;
+    let responses = db::analysis_data::responses(&mut conn, study_id).await?;
+    let judgments = db::analysis_data::judgments(&mut conn, study_id, &observers).await?;
+    let overlap = db::analysis_data::units_also_practice_or_catch(&mut conn, study_id).await?;
     drop(conn);
+    let name = primary.clone();
     let analysis = tokio::task::spawn_blocking(move || {
-        report::analyse(&units, &responses, &judgments, resamples)
+        report::analyse(&units, &responses, &judgments, name.as_deref(), resamples)
     })
     .await?;
     Ok(Analysed {
-        observer,
+        observer: primary,
         analysis,
         resamples,
+        units_also_practice_or_catch: overlap,
     })
 }
 
@@ -107,14 +116,64 @@ pub async fn write_responses(
     Ok(n)
 }
 
-/// The SVG figures of an analysis: `(file name, svg)`.
-pub fn figures(analysed: &Analysed) -> anyhow::Result<Vec<(&'static str, String)>> {
+/// The SVG figures of an analysis: `(file name, title, svg)`.
+pub fn figures(analysed: &Analysed) -> anyhow::Result<Vec<(&'static str, &'static str, String)>> {
     let a = &analysed.analysis;
+    let primary = analysed.observer.as_deref().unwrap_or_default();
+    let strata: Vec<&AgreementRow> = a.agreement_of(primary, false).collect();
+    let by_stratum: Vec<AucPoint> = strata
+        .iter()
+        .flat_map(|r| {
+            [
+                (
+                    "auc_correct",
+                    r.agreement.auc_correct,
+                    r.agreement.ci_correct,
+                ),
+                ("auc_choice", r.agreement.auc_choice, r.agreement.ci_choice),
+            ]
+            .map(|(series, auc, ci)| AucPoint {
+                x: r.name(),
+                series: series.to_string(),
+                auc,
+                ci,
+            })
+        })
+        .collect();
+    let by_observer: Vec<AucPoint> = a
+        .agreement
+        .iter()
+        .filter(|r| r.summary)
+        .map(|r| AucPoint {
+            x: r.layer(),
+            series: r.observer.clone(),
+            auc: r.agreement.auc_correct,
+            ci: r.agreement.ci_correct,
+        })
+        .collect();
     Ok(vec![
-        ("roc.svg", plots::roc_svg(&a.agreement)?),
-        ("auc-by-layer.svg", plots::auc_svg(&a.agreement)?),
+        ("roc.svg", "ROC per stratum", plots::roc_svg(&strata)?),
+        (
+            "auc-by-stratum.svg",
+            "Agreement by stratum",
+            plots::auc_svg(
+                "Agreement AUC by layer x basis x condition (95 % CI)",
+                "stratum",
+                &by_stratum,
+            )?,
+        ),
+        (
+            "auc-by-layer-and-observer.svg",
+            "Agreement by studied layer and observer",
+            plots::auc_svg(
+                "Stratified auc_correct by studied layer and observer (95 % CI)",
+                "studied layer",
+                &by_observer,
+            )?,
+        ),
         (
             "human-vs-model-accuracy.svg",
+            "Human vs model accuracy",
             plots::accuracy_svg(&a.units)?,
         ),
     ])
@@ -122,11 +181,10 @@ pub fn figures(analysed: &Analysed) -> anyhow::Result<Vec<(&'static str, String)
 
 /// The bytes of a table export of an analysis (`units`, `agreement`, `roc`).
 pub fn table(analysed: &Analysed, what: What) -> anyhow::Result<Vec<u8>> {
-    let observer = analysed.observer.as_deref();
     Ok(match what {
-        What::Units => tables::units_csv(&analysed.analysis, observer)?,
-        What::Agreement => tables::agreement_csv(&analysed.analysis, observer, analysed.resamples)?,
-        What::Roc => tables::roc_csv(&analysed.analysis, observer)?,
+        What::Units => tables::units_csv(analysed)?,
+        What::Agreement => tables::agreement_csv(&analysed.analysis, analysed.resamples)?,
+        What::Roc => tables::roc_csv(&analysed.analysis)?,
         other => anyhow::bail!("{} is not a table of the analysis", other.file_name()),
     })
 }
@@ -161,7 +219,7 @@ pub async fn export(
             std::fs::create_dir_all(out)
                 .with_context(|| format!("cannot create the folder {}", out.display()))?;
             let mut written = Vec::new();
-            for (name, svg) in figures(&analysed)? {
+            for (name, _, svg) in figures(&analysed)? {
                 let path = out.join(name);
                 std::fs::write(&path, svg)
                     .with_context(|| format!("cannot write {}", path.display()))?;

@@ -1,6 +1,8 @@
 //! The small per-unit and per-layer tables of an analysis: `units.csv`, `agreement.csv`, `roc.csv`.
 
+use super::study::Analysed;
 use super::{cell, number, take, writer};
+use crate::analysis::agreement::RESAMPLED;
 use crate::analysis::report::StudyAnalysis;
 
 pub const UNITS_HEADER: [&str; 14] = [
@@ -20,37 +22,51 @@ pub const UNITS_HEADER: [&str; 14] = [
     "ii",
 ];
 
-pub const AGREEMENT_HEADER: [&str; 13] = [
+pub const AGREEMENT_HEADER: [&str; 21] = [
+    "observer",
     "model",
     "tap",
-    "observer",
+    "basis",
+    "condition",
+    "row",
     "n_units",
+    "n_participants",
     "n_responses",
-    "auc",
-    "ci_low",
-    "ci_high",
+    "auc_correct",
+    "auc_correct_ci_low",
+    "auc_correct_ci_high",
+    "auc_choice",
+    "auc_choice_ci_low",
+    "auc_choice_ci_high",
     "agreement",
     "kappa",
     "human_accuracy",
     "model_accuracy",
     "resamples",
+    "resampled",
 ];
 
-pub const ROC_HEADER: [&str; 6] = [
+pub const ROC_HEADER: [&str; 8] = [
+    "observer",
     "model",
     "tap",
-    "observer",
+    "basis",
+    "condition",
     "threshold",
     "false_positive_rate",
     "true_positive_rate",
 ];
 
-/// Per unit: human accuracy (Wilson 95 % CI), the observer's accuracy and mean s_t, and II.
-pub fn units_csv(analysis: &StudyAnalysis, observer: Option<&str>) -> csv::Result<Vec<u8>> {
+/// The `row` cell of a stratum and of a layer's stratified summary.
+pub const STRATUM: &str = "stratum";
+pub const STRATIFIED_SUMMARY: &str = "stratified summary";
+
+/// Per main unit: human accuracy (Wilson 95 % CI), the observer's accuracy and mean s_t, and II.
+pub fn units_csv(analysed: &Analysed) -> csv::Result<Vec<u8>> {
     let mut w = writer();
     w.write_record(UNITS_HEADER)?;
-    let observer = cell(observer.unwrap_or_default()).into_owned();
-    for u in &analysis.units {
+    let observer = cell(analysed.observer.as_deref().unwrap_or_default()).into_owned();
+    for u in &analysed.analysis.units {
         w.write_record([
             u.id.to_string(),
             cell(&u.model).into_owned(),
@@ -71,47 +87,57 @@ pub fn units_csv(analysis: &StudyAnalysis, observer: Option<&str>) -> csv::Resul
     Ok(take(&mut w)?)
 }
 
-/// Per layer: agreement AUC with its bootstrap CI over units, agreement rate, kappa, accuracies.
-pub fn agreement_csv(
-    analysis: &StudyAnalysis,
-    observer: Option<&str>,
-    resamples: usize,
-) -> csv::Result<Vec<u8>> {
+/// Per observer, layer and stratum (basis x condition), then per layer the stratified summary (basis
+/// and condition `all`): both AUCs with their two-way bootstrap CIs, agreement rate, kappa, accuracies.
+pub fn agreement_csv(analysis: &StudyAnalysis, resamples: usize) -> csv::Result<Vec<u8>> {
     let mut w = writer();
     w.write_record(AGREEMENT_HEADER)?;
-    let observer = cell(observer.unwrap_or_default()).into_owned();
-    for l in &analysis.agreement {
-        let a = &l.agreement;
+    for r in &analysis.agreement {
+        let a = &r.agreement;
         w.write_record([
-            cell(&l.model).into_owned(),
-            cell(&l.tap).into_owned(),
-            observer.clone(),
+            cell(&r.observer).into_owned(),
+            cell(&r.model).into_owned(),
+            cell(&r.tap).into_owned(),
+            cell(&r.basis).into_owned(),
+            cell(&r.condition).into_owned(),
+            if r.summary {
+                STRATIFIED_SUMMARY
+            } else {
+                STRATUM
+            }
+            .to_string(),
             a.n_units.to_string(),
+            a.n_participants.to_string(),
             a.n_responses.to_string(),
-            number(a.auc),
-            number(a.ci.map(|c| c.low)),
-            number(a.ci.map(|c| c.high)),
+            number(a.auc_correct),
+            number(a.ci_correct.map(|c| c.low)),
+            number(a.ci_correct.map(|c| c.high)),
+            number(a.auc_choice),
+            number(a.ci_choice.map(|c| c.low)),
+            number(a.ci_choice.map(|c| c.high)),
             number(Some(a.agreement)),
             number(a.kappa),
             number(Some(a.human_accuracy)),
             number(Some(a.model_accuracy)),
             resamples.to_string(),
+            RESAMPLED.to_string(),
         ])?;
     }
     Ok(take(&mut w)?)
 }
 
-/// The ROC points of every layer, from (0, 0) at threshold `inf` to (1, 1).
-pub fn roc_csv(analysis: &StudyAnalysis, observer: Option<&str>) -> csv::Result<Vec<u8>> {
+/// The ROC points (of `auc_correct`) of every stratum, from (0, 0) at threshold `inf` to (1, 1).
+pub fn roc_csv(analysis: &StudyAnalysis) -> csv::Result<Vec<u8>> {
     let mut w = writer();
     w.write_record(ROC_HEADER)?;
-    let observer = cell(observer.unwrap_or_default()).into_owned();
-    for l in &analysis.agreement {
-        for p in &l.agreement.roc {
+    for r in analysis.agreement.iter().filter(|r| !r.summary) {
+        for p in &r.agreement.roc {
             w.write_record([
-                cell(&l.model).into_owned(),
-                cell(&l.tap).into_owned(),
-                observer.clone(),
+                cell(&r.observer).into_owned(),
+                cell(&r.model).into_owned(),
+                cell(&r.tap).into_owned(),
+                cell(&r.basis).into_owned(),
+                cell(&r.condition).into_owned(),
                 p.threshold.to_string(),
                 p.false_positive_rate.to_string(),
                 p.true_positive_rate.to_string(),
@@ -124,7 +150,7 @@ pub fn roc_csv(analysis: &StudyAnalysis, observer: Option<&str>) -> csv::Result<
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::analysis::report::{analyse, ResponseFact, UnitInfo};
+    use crate::analysis::report::{analyse, ResponseFact, TrialJudgment, UnitInfo};
 
     #[test]
     fn tables_have_their_headers_and_neutralised_names() {
@@ -136,29 +162,42 @@ mod tests {
             unit_index: 0,
             ii: None,
         }];
-        let responses: Vec<ResponseFact> = [(true, 0.3), (false, -0.2), (true, 0.1)]
+        let observer = "lpips-alex/max-set";
+        let facts: Vec<(ResponseFact, TrialJudgment)> = [(true, 0.3), (false, -0.2), (true, 0.1)]
             .into_iter()
-            .map(|(correct, s)| ResponseFact {
-                unit_id: 1,
-                condition: "easy".into(),
-                correct,
-                score: Some(s),
+            .enumerate()
+            .map(|(i, (correct, s))| {
+                (
+                    ResponseFact {
+                        unit_id: 1,
+                        session_id: i as i64,
+                        trial_id: i as i64,
+                        condition: "easy".into(),
+                        correct,
+                        max_first: true,
+                    },
+                    TrialJudgment {
+                        observer: observer.into(),
+                        trial_id: i as i64,
+                        unit_id: 1,
+                        score: s,
+                        correct: 1.0,
+                    },
+                )
             })
             .collect();
-        let a = analyse(&units, &responses, &[], 100);
+        let (responses, judgments): (Vec<_>, Vec<_>) = facts.into_iter().unzip();
+        let analysed = Analysed {
+            observer: Some(observer.into()),
+            analysis: analyse(&units, &responses, &judgments, Some(observer), 100),
+            resamples: 100,
+            units_also_practice_or_catch: 0,
+        };
+        let a = &analysed.analysis;
         for (bytes, header) in [
-            (
-                units_csv(&a, Some("lpips-alex/max-set")).unwrap(),
-                UNITS_HEADER.to_vec(),
-            ),
-            (
-                agreement_csv(&a, Some("lpips-alex/max-set"), 100).unwrap(),
-                AGREEMENT_HEADER.to_vec(),
-            ),
-            (
-                roc_csv(&a, Some("lpips-alex/max-set")).unwrap(),
-                ROC_HEADER.to_vec(),
-            ),
+            (units_csv(&analysed).unwrap(), UNITS_HEADER.to_vec()),
+            (agreement_csv(a, 100).unwrap(), AGREEMENT_HEADER.to_vec()),
+            (roc_csv(a).unwrap(), ROC_HEADER.to_vec()),
         ] {
             let mut r = csv::Reader::from_reader(bytes.as_slice());
             assert_eq!(r.headers().unwrap().iter().collect::<Vec<_>>(), header);
@@ -166,5 +205,8 @@ mod tests {
             assert!(first.iter().any(|c| c == "'-conv1"), "{first:?}");
             assert!(!first.iter().any(|c| c == "-conv1" || c == "@model"));
         }
+        let rows = agreement_csv(a, 100).unwrap();
+        let text = String::from_utf8(rows).unwrap();
+        assert!(text.contains(",all,all,stratified summary,"), "{text}");
     }
 }
