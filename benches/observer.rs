@@ -4,7 +4,7 @@
 //! feature cache. Prints wall time and trials/s.
 //!
 //! `cargo bench --bench observer` (env: `MEILAB_ASSETS`, default `../shared/assets`; `OBSERVER_TRIALS`,
-//! `OBSERVER_RULE` = max-set | contrast).
+//! `OBSERVER_RULE` = max-set | contrast; `OBSERVER_LAYERS` = all | 1,3 also scores single alex layers).
 
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -15,7 +15,7 @@ use rand_chacha::ChaCha8Rng;
 
 use meilab::db::judgments::TrialImages;
 use meilab::jobs::progress::Silent;
-use meilab::observer::{load_from_store, score_trials, Rule, DEFAULT_CACHE_BYTES};
+use meilab::observer::{load_from_store, score_trials, Layers, Rule, DEFAULT_CACHE_BYTES};
 use meilab::stimuli::store::ImageStore;
 use meilab::vision::{Lpips, LpipsNet};
 
@@ -35,6 +35,10 @@ fn main() -> anyhow::Result<()> {
     let rule: Rule = std::env::var("OBSERVER_RULE")
         .unwrap_or_else(|_| "max-set".into())
         .parse()?;
+    let layers = std::env::var("OBSERVER_LAYERS")
+        .unwrap_or_default()
+        .parse::<Layers>()?
+        .resolve(LpipsNet::Alex.into())?;
     let dir = assets().join("images/imagenet-sample-224");
     let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)?
         .filter_map(|e| e.ok().map(|e| e.path()))
@@ -79,9 +83,10 @@ fn main() -> anyhow::Result<()> {
         })
         .collect();
     println!(
-        "observer benchmark: {} trials over {} images (224 px, R = {REFERENCES}), rule {rule}, {} threads; study built in {:.1} s",
+        "observer benchmark: {} trials over {} images (224 px, R = {REFERENCES}), rule {rule}, {} single layers, {} threads; study built in {:.1} s",
         trials.len(),
         keys.len(),
+        layers.len(),
         rayon::current_num_threads(),
         began.elapsed().as_secs_f64()
     );
@@ -91,6 +96,7 @@ fn main() -> anyhow::Result<()> {
     let scored = score_trials(
         &lpips,
         rule,
+        &layers,
         &trials,
         &|sha| load_from_store(&store, sha),
         DEFAULT_CACHE_BYTES,

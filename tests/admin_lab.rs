@@ -554,3 +554,79 @@ async fn an_upload_over_the_limit_is_refused_with_413_and_nothing_is_kept() {
     );
     assert_eq!(app.count("SELECT count(*) FROM jobs").await, 0);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_observer_form_queues_single_layers_and_refuses_a_layer_the_net_lacks() {
+    let app = spawn_app().await;
+    let id = app
+        .create_synthetic_study("layered", meilab::study::StudyConfig::default())
+        .await;
+    app.create_account("owner", Role::Admin).await;
+    let owner = app.login("owner").await;
+    let path = format!("/admin/studies/{id}/observer");
+    for (net, layers, message) in [
+        (
+            "alex",
+            "9",
+            "alex has layers 1 to 5 (conv1, conv2, conv3, conv4, conv5); there is no layer 9",
+        ),
+        ("alex", "1;3", "expected `all` or layer numbers from 1"),
+        ("colour", "all", "the colour observer has no layers"),
+        ("resnet", "", "unknown observer `resnet`"),
+    ] {
+        let response = owner
+            .post(
+                &path,
+                &[("rule", "max-set"), ("net", net), ("layers", layers)],
+            )
+            .await;
+        assert_eq!(response.status(), 400, "net={net} layers={layers}");
+        let body = response.text().await.unwrap();
+        assert!(body.contains(message), "{message} not in {body}");
+    }
+    let jobs = || async {
+        sqlx::query_scalar::<_, serde_json::Value>(
+            "SELECT payload FROM jobs WHERE kind = 'score' ORDER BY id",
+        )
+        .fetch_all(&app.pool)
+        .await
+        .unwrap()
+    };
+    assert!(jobs().await.is_empty(), "a refused form queues nothing");
+
+    for (net, layers) in [("alex", "1,3"), ("colour", "")] {
+        let response = owner
+            .post(
+                &path,
+                &[("rule", "max-set"), ("net", net), ("layers", layers)],
+            )
+            .await;
+        assert_eq!(response.status(), 303, "net={net} layers={layers}");
+    }
+    let queued = jobs().await;
+    assert_eq!(
+        (queued[0]["net"].as_str(), queued[0]["layers"].as_str()),
+        (Some("alex"), Some("1,3"))
+    );
+    assert_eq!(queued[1]["net"].as_str(), Some("colour"));
+
+    // A worker runs both: the full alex observer, its layers 1 and 3, and the colour observer.
+    let data = vision_common::data_dir_with_weights();
+    let worker = worker(&app, &data);
+    assert!(worker.run_one().await.unwrap());
+    assert!(worker.run_one().await.unwrap());
+    let observers: Vec<String> =
+        sqlx::query_scalar("SELECT DISTINCT observer FROM judgments ORDER BY observer")
+            .fetch_all(&app.pool)
+            .await
+            .unwrap();
+    assert_eq!(
+        observers,
+        [
+            "colour/max-set",
+            "lpips-alex/max-set",
+            "lpips-alex:conv1/max-set",
+            "lpips-alex:conv3/max-set"
+        ]
+    );
+}

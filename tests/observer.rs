@@ -1,20 +1,25 @@
 //! The in-silico observer on a real study: its scores against literal LPIPS distances, idempotent
-//! re-scoring, cancellation.
+//! re-scoring, cancellation; single-layer observers on real IMI trials; the colour observer.
 
 mod common;
 #[path = "vision_common/mod.rs"]
 mod vision_common;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 
 use common::spawn_app;
-use meilab::db::judgments;
+use meilab::db::judgments::{self, TrialImages};
 use meilab::jobs::progress::Silent;
 use meilab::jobs::{Cancelled, Progress};
-use meilab::observer::{self, load_from_store, Rule, ScoreOptions};
-use meilab::study::StudyConfig;
-use meilab::vision::{Lpips, LpipsNet};
+use meilab::observer::{self, blocked, load_from_store, Layers, Metric, Rule, ScoreOptions};
+use meilab::stimuli::store::ImageStore;
+use meilab::stimuli::{imi, StimulusSet, TrialKind};
+use meilab::study::{self, StudyConfig};
+use meilab::vision::{Lpips, LpipsFeatures, LpipsNet};
+use rand::SeedableRng;
 
 fn options(rule: Rule) -> ScoreOptions {
     let mut o = ScoreOptions::new(vision_common::weights_dir());
@@ -242,4 +247,305 @@ async fn a_cancelled_scoring_stops_and_stores_nothing() {
         missing.to_string().contains("no study 999999"),
         "{missing:#}"
     );
+}
+
+/// The IMI fixtures' real GoogLeNet exemplars (224 px photographs) imported into `store`: the exemplar
+/// layout's 7 units with a catch trial each (its max query is on screen, so one distance is zero),
+/// then the trial-folder layout's 2 trials.
+fn real_trials(store: &ImageStore) -> Vec<StimulusSet> {
+    let imi = vision_common::assets().join("imi");
+    assert!(
+        imi.is_dir(),
+        "the IMI fixtures are missing: set MEILAB_TEST_ASSETS to a folder with imi/ (like ../shared/assets)"
+    );
+    let mut exemplars = imi::import(&imi.join("exemplars"), "googlenet", store)
+        .expect("IMI exemplars import")
+        .set;
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(3);
+    exemplars.add_obvious_trials(TrialKind::Catch, 7, &mut rng);
+    let folders: PathBuf = imi.join("trials/demo_natural_9_references");
+    let folders = imi::import(&folders, "googlenet", store)
+        .expect("IMI trial folders import")
+        .set;
+    vec![exemplars, folders]
+}
+
+#[test]
+fn single_alex_layers_add_up_to_the_full_distance_on_every_real_trial_pair() {
+    let root = tempfile::tempdir().unwrap();
+    let store = ImageStore::new(root.path().join("images"));
+    let trials: Vec<TrialImages> = real_trials(&store)
+        .iter()
+        .flat_map(|set| &set.trials)
+        .enumerate()
+        .map(|(i, t)| TrialImages {
+            id: i as i64,
+            max_query: t.max_query.clone(),
+            min_query: t.min_query.clone(),
+            max_refs: t.max_refs.clone(),
+            min_refs: t.min_refs.clone(),
+        })
+        .collect();
+    assert_eq!(trials.len(), 7 + 7 + 2);
+
+    let lpips = Lpips::from_data_dir(LpipsNet::Alex, &vision_common::weights_dir()).unwrap();
+    let load = |sha: &str| load_from_store(&store, sha).unwrap();
+    let mut shas: Vec<&str> = trials
+        .iter()
+        .flat_map(|t| {
+            [&t.max_query, &t.min_query]
+                .into_iter()
+                .chain(&t.max_refs)
+                .chain(&t.min_refs)
+                .map(String::as_str)
+        })
+        .collect::<HashSet<_>>()
+        .into_iter()
+        .collect();
+    shas.sort_unstable();
+    let images: Vec<image::RgbImage> = shas.iter().map(|s| load(s)).collect();
+    assert!(images.iter().all(|i| i.dimensions() == (224, 224)));
+    let features: HashMap<String, Arc<LpipsFeatures>> = shas
+        .iter()
+        .map(|s| s.to_string())
+        .zip(lpips.features(&images).unwrap().into_iter().map(Arc::new))
+        .collect();
+
+    // The contrast rule compares each query with both reference sets: every pair a trial shows.
+    let distances = blocked::trial_distances(Rule::Contrast, &trials, &features, &Silent).unwrap();
+    let (mut pairs, mut worst) = (0, 0f64);
+    for (t, d) in trials.iter().zip(&distances) {
+        assert_eq!(d.taps.len(), 5);
+        let refs = t.max_refs.len() + t.min_refs.len();
+        for q in 0..2 {
+            assert_eq!(d.full.rows[q].len(), refs);
+            for j in 0..refs {
+                let sum: f64 = d.taps.iter().map(|tap| tap.rows[q][j] as f64).sum();
+                let full = d.full.rows[q][j] as f64;
+                worst = worst.max((sum - full).abs());
+                pairs += 1;
+            }
+        }
+    }
+    eprintln!(
+        "single alex layers vs full LPIPS: max |sum - full| = {worst:e} over {pairs} image pairs"
+    );
+    assert_eq!(pairs, 16 * 2 * 18);
+    assert!(worst <= 1e-5, "max |sum of layers - full| = {worst}");
+
+    // Each layer's distance is that layer's literal LPIPS term (a trial of each layout, all pairs).
+    for (t, d) in [(&trials[0], &distances[0]), (&trials[15], &distances[15])] {
+        let refs: Vec<&String> = t.max_refs.iter().chain(&t.min_refs).collect();
+        for (q, query) in [&t.max_query, &t.min_query].into_iter().enumerate() {
+            let qi = load(query);
+            for (j, r) in refs.iter().enumerate() {
+                let literal = lpips.layer_distances(&qi, &load(r)).unwrap();
+                for (k, term) in literal.iter().enumerate() {
+                    let got = d.taps[k].rows[q][j];
+                    assert!(
+                        (got - term).abs() < 1e-5,
+                        "trial {} query {q} ref {j} layer {}: blocked {got} literal {term}",
+                        t.id,
+                        k + 1
+                    );
+                }
+                let total: f32 = literal.iter().sum();
+                assert!((d.full.rows[q][j] - total).abs() < 1e-4);
+            }
+        }
+    }
+}
+
+#[tokio::test]
+async fn one_scoring_run_stores_the_full_and_every_single_layer_observer() {
+    let app = spawn_app().await;
+    let store = app.store.clone();
+    let set = tokio::task::spawn_blocking(move || real_trials(&store).remove(0))
+        .await
+        .unwrap();
+    let mut tx = app.pool.begin().await.unwrap();
+    let id = study::create(
+        &mut tx,
+        "layers",
+        "Layers",
+        "active",
+        &StudyConfig::default(),
+        &set,
+    )
+    .await
+    .unwrap();
+    tx.commit().await.unwrap();
+
+    let mut options = ScoreOptions::new(vision_common::weights_dir());
+    options.layers = Layers::All;
+    let summary = observer::score_study(&app.pool, &app.store, id, &options, &Silent)
+        .await
+        .expect("scoring");
+    assert_eq!(summary.observer, "lpips-alex/max-set");
+    assert_eq!(summary.feature_passes, summary.images, "one feature pass");
+    let layer_names: Vec<&str> = summary.layers.iter().map(|l| l.observer.as_str()).collect();
+    assert_eq!(
+        layer_names,
+        [1, 2, 3, 4, 5].map(|k| format!("lpips-alex:conv{k}/max-set"))
+    );
+
+    let mut conn = app.pool.acquire().await.unwrap();
+    let mut expected: Vec<String> = layer_names.iter().map(|n| n.to_string()).collect();
+    expected.push("lpips-alex/max-set".into());
+    expected.sort();
+    assert_eq!(judgments::observers(&mut conn, id).await.unwrap(), expected);
+    let stored = judgments::of_study(&mut conn, id).await.unwrap();
+    assert_eq!(
+        stored.len(),
+        6 * 14,
+        "7 main and 7 catch trials per observer"
+    );
+
+    // conv3's evidence on a main trial, from literal single-layer distances.
+    let t = trials(&app.pool, id)
+        .await
+        .into_iter()
+        .find(|t| t.kind == "main")
+        .unwrap();
+    let lpips = Lpips::from_data_dir(LpipsNet::Alex, &vision_common::weights_dir()).unwrap();
+    let load = |sha: &str| load_from_store(&app.store, sha).unwrap();
+    let nearest = |q: &str| {
+        let q = load(q);
+        t.max_refs
+            .iter()
+            .map(|r| lpips.layer_distances(&q, &load(r)).unwrap()[2] as f64)
+            .fold(f64::INFINITY, f64::min)
+    };
+    let s = nearest(&t.min_query) - nearest(&t.max_query);
+    let j = stored
+        .iter()
+        .find(|j| j.trial_id == t.id && j.observer == "lpips-alex:conv3/max-set")
+        .unwrap();
+    assert!((j.score - s).abs() < 1e-5, "stored {} literal {s}", j.score);
+
+    // Layers 1 and 3 of a later run sit beside the others; the colour observer has no layers.
+    options.rule = Rule::Contrast;
+    options.layers = "1,3".parse().unwrap();
+    let summary = observer::score_study(&app.pool, &app.store, id, &options, &Silent)
+        .await
+        .unwrap();
+    assert_eq!(summary.layers.len(), 2);
+    assert_eq!(
+        judgments::observers(&mut conn, id).await.unwrap().len(),
+        6 + 3
+    );
+    options.metric = Metric::Colour;
+    let refused = observer::score_study(&app.pool, &app.store, id, &options, &Silent)
+        .await
+        .unwrap_err();
+    assert!(refused.to_string().contains("no layers"), "{refused:#}");
+}
+
+#[test]
+fn the_colour_observer_gives_the_hand_computed_evidence_on_solid_colours() {
+    // Published CIELAB (D65) of sRGB red (53.24, 80.09, 67.20), blue (32.30, 79.19, -107.86),
+    // green (87.73, -86.18, 83.18) and grey 128 (53.59, 0, 0). Max query red, min query blue;
+    // max references red and grey, min references blue and green.
+    let trial = TrialImages {
+        id: 1,
+        max_query: "red".into(),
+        min_query: "blue".into(),
+        max_refs: vec!["red".into(), "grey".into()],
+        min_refs: vec!["blue".into(), "green".into()],
+    };
+    let load = |name: &str| -> anyhow::Result<image::RgbImage> {
+        let rgb = match name {
+            "red" => [255, 0, 0],
+            "blue" => [0, 0, 255],
+            "green" => [0, 255, 0],
+            "grey" => [128, 128, 128],
+            other => anyhow::bail!("no image {other}"),
+        };
+        Ok(image::RgbImage::from_pixel(8, 6, image::Rgb(rgb)))
+    };
+    // max-set: C(red) = d(red, red) = 0; C(blue) = min(d(blue, red) 176.314, d(blue, grey) 135.490).
+    // contrast: C(red) = 0 - min(d(red, blue) 176.314, d(red, green) 170.565) = -170.565;
+    // C(blue) = 135.490 - d(blue, blue) 0; s = 135.490 + 170.565.
+    for (rule, expected) in [(Rule::MaxSet, 135.490), (Rule::Contrast, 306.056)] {
+        let scored =
+            observer::colour::score_trials(rule, std::slice::from_ref(&trial), &load, &Silent)
+                .unwrap();
+        let j = &scored.judgments[0];
+        assert!(
+            (j.score - expected).abs() < 0.01,
+            "{rule}: {} vs {expected}",
+            j.score
+        );
+        assert_eq!((j.choice, j.correct), ("max", 1.0));
+        assert_eq!(scored.images, 4);
+    }
+}
+
+#[tokio::test]
+async fn the_colour_observer_stores_its_judgments_under_its_name() {
+    let app = spawn_app().await;
+    let study = app
+        .create_synthetic_study("coloured", StudyConfig::default())
+        .await;
+    let mut options = ScoreOptions::new("/nonexistent-no-weights-needed");
+    options.metric = Metric::Colour;
+    let summary = observer::score_study(&app.pool, &app.store, study, &options, &Silent)
+        .await
+        .expect("colour scoring needs no weights");
+    assert_eq!(summary.observer, "colour/max-set");
+    let mut conn = app.pool.acquire().await.unwrap();
+    assert_eq!(
+        judgments::observers(&mut conn, study).await.unwrap(),
+        ["colour/max-set"]
+    );
+
+    // Every single-layer name fits the table's check, underscores of vgg taps included.
+    let trial: i64 = sqlx::query_scalar("SELECT min(trial_id) FROM judgments")
+        .fetch_one(&app.pool)
+        .await
+        .unwrap();
+    for net in LpipsNet::ALL {
+        for tap in net.taps() {
+            let name = observer::single_layer_name(net, &tap.name, Rule::Contrast);
+            judgments::upsert(&mut conn, &name, &[observer::judge(trial, 0.5)])
+                .await
+                .unwrap_or_else(|e| panic!("{name}: {e}"));
+        }
+    }
+}
+
+#[test]
+fn the_cli_refuses_a_layer_the_net_does_not_have() {
+    let data_dir = tempfile::tempdir().unwrap();
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_meilab"))
+        .args([
+            "observer",
+            "score",
+            "any-study",
+            "--net",
+            "alex",
+            "--layers",
+            "9",
+        ])
+        .arg("--data-dir")
+        .arg(data_dir.path())
+        .env("DATABASE_URL", "postgres://nobody@127.0.0.1:1/none")
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains(
+            "alex has layers 1 to 5 (conv1, conv2, conv3, conv4, conv5); there is no layer 9"
+        ),
+        "{stderr}"
+    );
+    let help = std::process::Command::new(env!("CARGO_BIN_EXE_meilab"))
+        .args(["observer", "score", "--help"])
+        .output()
+        .unwrap();
+    let help = String::from_utf8_lossy(&help.stdout);
+    for word in ["--layers", "colour", "lpips-alex:conv3/max-set"] {
+        assert!(help.contains(word), "--help lacks {word}: {help}");
+    }
 }

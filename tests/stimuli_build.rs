@@ -434,7 +434,8 @@ async fn the_job_queue_runs_cancels_and_takes_over_builds() {
         &meilab::jobs::worker::ScoreJob {
             study_id,
             rule: "max-set".into(),
-            net: LpipsNet::Alex,
+            net: LpipsNet::Alex.into(),
+            layers: Default::default(),
         },
     )
     .await

@@ -133,7 +133,8 @@ impl Worker {
                 let job: ScoreJob = serde_json::from_value(payload)?;
                 let mut options = crate::observer::ScoreOptions::new(&self.data_dir);
                 options.rule = job.rule.parse()?;
-                options.net = job.net;
+                options.metric = job.net;
+                options.layers = job.layers;
                 let summary = crate::observer::score_study(
                     &self.pool,
                     &self.store,
@@ -210,7 +211,11 @@ pub struct ScoreJob {
     pub study_id: i64,
     /// `max-set` or `contrast`.
     pub rule: String,
-    pub net: crate::vision::LpipsNet,
+    /// `alex`, `vgg`, `squeeze` or `colour`.
+    pub net: crate::observer::Metric,
+    /// Single LPIPS layers scored beside the full distance (`all`, `1,3`); absent in older jobs.
+    #[serde(default)]
+    pub layers: crate::observer::Layers,
 }
 
 /// Queues observer scoring; returns the job id.

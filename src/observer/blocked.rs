@@ -6,10 +6,13 @@
 //! every image of the study fits in a core's L2 cache; each block of every image is packed into one
 //! buffer and every trial's dot products over it are accumulated, so each image's features come from
 //! memory once and the trials read them from cache.
+//! Blocks never straddle two LPIPS taps, so the dot products are kept per tap: each tap's own term
+//! (a single-layer observer) comes from the same pass, and the full distance is their sum.
 //! Blocks are shared among threads, each accumulating its own partial sums (f32 within a block, f64
-//! across blocks); d(q, r) = |q|^2 + |r|^2 - 2 q.r as in `vision::distances`.
+//! across blocks); d(q, r) = |q|^2 + |r|^2 - 2 q.r per tap, as in `vision::distances`.
 
 use std::collections::HashMap;
+use std::ops::Range;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
@@ -31,16 +34,18 @@ struct Rows {
     queries: [usize; 2],
     refs: Vec<usize>,
     max_refs: usize,
-    dim: usize,
+    /// Index of the trial's tap layout (its images' size).
+    layout: usize,
 }
 
-/// Distances for each trial: `[query][reference]`, references in the order max then min.
-pub struct TrialDistances {
+/// Distances of one trial's queries to its references: `[query][reference]`, references in the
+/// order max then min.
+pub struct Table {
     pub rows: [Vec<f32>; 2],
     pub max_refs: usize,
 }
 
-impl TrialDistances {
+impl Table {
     pub fn to_max(&self, q: usize) -> &[f32] {
         &self.rows[q][..self.max_refs]
     }
@@ -49,7 +54,23 @@ impl TrialDistances {
     }
 }
 
-/// The distances of every trial's two queries to its references (min references only for `contrast`).
+/// One trial's distances: the full LPIPS distance and each tap's own term.
+pub struct TrialDistances {
+    /// The sum over taps.
+    pub full: Table,
+    /// Per tap, in `LpipsNet::taps()` order.
+    pub taps: Vec<Table>,
+}
+
+/// A stretch of the feature dimension within one tap of one layout.
+struct Block {
+    layout: usize,
+    tap: usize,
+    span: Range<usize>,
+}
+
+/// The distances of every trial's two queries to its references (min references only for `contrast`),
+/// per tap and in full.
 pub fn trial_distances(
     rule: Rule,
     trials: &[TrialImages],
@@ -66,6 +87,12 @@ pub fn trial_distances(
         let f = features
             .get(sha)
             .with_context(|| format!("features of image {sha} are missing"))?;
+        if f.tap_sq_norms.is_empty() {
+            bail!(
+                "features of image {sha} do not split into the {} taps",
+                f.net
+            );
+        }
         images.push(f);
         index.insert(sha.to_string(), images.len() - 1);
         Ok(images.len() - 1)
@@ -88,64 +115,100 @@ pub fn trial_distances(
             queries,
             refs,
             max_refs,
-            dim: 0,
+            layout: 0,
         });
+    }
+
+    // Images of one size share one layout of taps; a study normally has one.
+    let mut layouts: Vec<Vec<Range<usize>>> = Vec::new();
+    let mut layout_of = Vec::with_capacity(images.len());
+    for f in &images {
+        let ranges = f.tap_ranges();
+        let l = match layouts.iter().position(|r| *r == ranges) {
+            Some(l) => l,
+            None => {
+                layouts.push(ranges);
+                layouts.len() - 1
+            }
+        };
+        layout_of.push(l);
     }
     for (p, t) in plan.iter_mut().zip(trials) {
         let first = images[p.queries[0]];
-        let same = p
-            .queries
-            .iter()
-            .chain(&p.refs)
-            .all(|&i| images[i].size == first.size && images[i].data.len() == first.data.len());
+        let same = p.queries.iter().chain(&p.refs).all(|&i| {
+            images[i].net == first.net
+                && images[i].size == first.size
+                && images[i].data.len() == first.data.len()
+        });
         if !same {
             bail!(
                 "trial {}: its images must share one size to be compared",
                 t.id
             );
         }
-        p.dim = first.data.len();
+        p.layout = layout_of[p.queries[0]];
     }
+    let taps = layouts.iter().map(Vec::len).max().unwrap_or(0);
 
-    // Offsets of each trial's dot products in the accumulator.
+    // Each trial's dot products sit at `offset + query * refs + reference` within its tap's stretch of
+    // the accumulator, so a block touches one contiguous stretch.
     let mut offsets = Vec::with_capacity(plan.len() + 1);
-    let mut total = 0;
+    let mut pairs = 0;
     for p in &plan {
-        offsets.push(total);
-        total += 2 * p.refs.len();
+        offsets.push(pairs);
+        pairs += 2 * p.refs.len();
     }
-    let dim = plan.iter().map(|p| p.dim).max().unwrap_or(0);
-    let block = (BLOCK_BYTES / (4 * images.len().max(1))).clamp(64, 16_384) / 16 * 16;
-    let blocks = dim.div_ceil(block);
-    progress.start_phase("trial distances", blocks as u64);
+    let mut members: Vec<Vec<usize>> = vec![Vec::new(); layouts.len()];
+    for (i, p) in plan.iter().enumerate() {
+        members[p.layout].push(i);
+    }
+    let mut blocks = Vec::new();
+    for (l, ranges) in layouts.iter().enumerate() {
+        let n = layout_of.iter().filter(|&&x| x == l).count();
+        let block = (BLOCK_BYTES / (4 * n.max(1))).clamp(64, 16_384) / 16 * 16;
+        for (tap, r) in ranges.iter().enumerate() {
+            for lo in r.clone().step_by(block) {
+                blocks.push(Block {
+                    layout: l,
+                    tap,
+                    span: lo..(lo + block).min(r.end),
+                });
+            }
+        }
+    }
+    progress.start_phase("trial distances", blocks.len() as u64);
     let stop = AtomicBool::new(false);
-    let dots = (0..blocks)
-        .into_par_iter()
+    let dots = blocks
+        .par_iter()
         .fold(
-            || (vec![0f64; total], Vec::<f32>::new(), Vec::<usize>::new()),
-            |(mut acc, mut packed, mut at), k| {
+            || {
+                (
+                    vec![0f64; taps * pairs],
+                    Vec::<f32>::new(),
+                    Vec::<usize>::new(),
+                )
+            },
+            |(mut acc, mut packed, mut at), b| {
                 if stop.load(Ordering::Relaxed) || progress.cancelled() {
                     stop.store(true, Ordering::Relaxed);
                     return (acc, packed, at);
                 }
-                let lo = k * block;
-                // This block of every image, packed contiguously: feature vectors are separate
-                // allocations whose equal offsets would compete for the same cache sets.
+                // This block of every image of the layout, packed contiguously: feature vectors are
+                // separate allocations whose equal offsets would compete for the same cache sets.
                 packed.clear();
                 at.clear();
-                for f in &images {
+                for (f, &l) in images.iter().zip(&layout_of) {
                     at.push(packed.len());
-                    if lo < f.data.len() {
-                        packed.extend_from_slice(&f.data[lo..(lo + block).min(f.data.len())]);
+                    if l == b.layout {
+                        packed.extend_from_slice(&f.data[b.span.clone()]);
                     }
                 }
+                let w = b.span.len();
+                let acc_tap = &mut acc[b.tap * pairs..(b.tap + 1) * pairs];
                 let mut partial = vec![0f32; 64];
                 let mut refs: Vec<&[f32]> = Vec::with_capacity(64);
-                for (p, &offset) in plan.iter().zip(&offsets) {
-                    if lo >= p.dim {
-                        continue;
-                    }
-                    let w = (lo + block).min(p.dim) - lo;
+                for &t in &members[b.layout] {
+                    let (p, offset) = (&plan[t], offsets[t]);
                     refs.clear();
                     refs.extend(p.refs.iter().map(|&i| &packed[at[i]..at[i] + w]));
                     partial.clear();
@@ -154,7 +217,7 @@ pub fn trial_distances(
                     for (qi, &q) in p.queries.iter().enumerate() {
                         partial.iter_mut().for_each(|v| *v = 0.0);
                         dots(&packed[at[q]..at[q] + w], &refs, &mut partial);
-                        let out = &mut acc[offset + qi * n..offset + (qi + 1) * n];
+                        let out = &mut acc_tap[offset + qi * n..offset + (qi + 1) * n];
                         for (o, &v) in out.iter_mut().zip(&partial) {
                             *o += v as f64;
                         }
@@ -166,7 +229,7 @@ pub fn trial_distances(
         )
         .map(|(acc, _, _)| acc)
         .reduce(
-            || vec![0f64; total],
+            || vec![0f64; taps * pairs],
             |mut x, y| {
                 for (u, v) in x.iter_mut().zip(y) {
                     *u += v;
@@ -182,18 +245,19 @@ pub fn trial_distances(
         .zip(&offsets)
         .map(|(p, &offset)| {
             let n = p.refs.len();
-            let row = |qi: usize| -> Vec<f32> {
-                let sq = images[p.queries[qi]].sq_norm;
-                (0..n)
-                    .map(|j| {
-                        let d = sq + images[p.refs[j]].sq_norm - 2.0 * dots[offset + qi * n + j];
-                        d.max(0.0) as f32
-                    })
-                    .collect()
+            // d per tap before clamping, as f64: the full distance sums these.
+            let term = |k: usize, qi: usize, j: usize| -> f64 {
+                let (q, r) = (images[p.queries[qi]], images[p.refs[j]]);
+                q.tap_sq_norms[k] + r.tap_sq_norms[k] - 2.0 * dots[k * pairs + offset + qi * n + j]
+            };
+            let ntaps = layouts[p.layout].len();
+            let table = |d: &dyn Fn(usize, usize) -> f64| Table {
+                rows: [0, 1].map(|qi| (0..n).map(|j| d(qi, j).max(0.0) as f32).collect()),
+                max_refs: p.max_refs,
             };
             TrialDistances {
-                rows: [row(0), row(1)],
-                max_refs: p.max_refs,
+                full: table(&|qi, j| (0..ntaps).map(|k| term(k, qi, j)).sum()),
+                taps: (0..ntaps).map(|k| table(&|qi, j| term(k, qi, j))).collect(),
             }
         })
         .collect())

@@ -13,8 +13,16 @@
 //!
 //! The observer picks the query with the smaller C; its evidence is s_t = C(q_min) - C(q_max), it is
 //! correct when s_t > 0 and half correct on a tie (s_t = 0, stored as `choice = 'tie'`, `correct = 0.5`).
+//!
+//! Observers, by the name their judgments are stored under (`RULE` is `max-set` or `contrast`):
+//! - `lpips-NET/RULE`: the full LPIPS distance, NET = alex, vgg or squeeze;
+//! - `lpips-NET:TAP/RULE`: one LPIPS layer alone (its weighted, spatially averaged term), TAP as in
+//!   `LpipsNet::taps()` (alex conv1..conv5; the seed paper's Fig. 2 has one ROC per layer); scored
+//!   from the same feature pass as the full distance;
+//! - `colour/RULE`: the distance between mean CIELAB colours (`colour`), a low-level baseline.
 
 pub mod blocked;
+pub mod colour;
 
 use std::collections::{HashMap, HashSet};
 use std::fmt;
@@ -37,7 +45,7 @@ use crate::vision::lpips::FEATURE_BATCH;
 use crate::vision::{decode_image, Lpips, LpipsFeatures, LpipsNet};
 
 /// Images between two progress reports and cancellation checks.
-const IMAGE_BATCH: usize = 64;
+pub(crate) const IMAGE_BATCH: usize = 64;
 /// Default memory for cached features (alex features of a 224 px image take 1.9 MB).
 pub const DEFAULT_CACHE_BYTES: usize = 4 << 30;
 
@@ -79,6 +87,176 @@ pub fn observer_name(rule: Rule, net: LpipsNet) -> String {
     format!("lpips-{}/{}", net.name(), rule.name())
 }
 
+/// The name of a single-layer LPIPS observer, e.g. `lpips-alex:conv3/max-set`.
+pub fn single_layer_name(net: LpipsNet, tap: &str, rule: Rule) -> String {
+    format!("lpips-{}:{tap}/{}", net.name(), rule.name())
+}
+
+/// The name of the colour observer, e.g. `colour/max-set`.
+pub fn colour_name(rule: Rule) -> String {
+    format!("colour/{}", rule.name())
+}
+
+/// The distance an observer judges by: an LPIPS network, or the mean-colour baseline.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub enum Metric {
+    Lpips(LpipsNet),
+    Colour,
+}
+
+impl Metric {
+    pub fn name(self) -> &'static str {
+        match self {
+            Metric::Lpips(net) => net.name(),
+            Metric::Colour => "colour",
+        }
+    }
+
+    /// The name of this metric's full observer under `rule`.
+    pub fn observer(self, rule: Rule) -> String {
+        match self {
+            Metric::Lpips(net) => observer_name(rule, net),
+            Metric::Colour => colour_name(rule),
+        }
+    }
+}
+
+impl Default for Metric {
+    fn default() -> Self {
+        Metric::Lpips(LpipsNet::Alex)
+    }
+}
+
+impl From<LpipsNet> for Metric {
+    fn from(net: LpipsNet) -> Self {
+        Metric::Lpips(net)
+    }
+}
+
+impl fmt::Display for Metric {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl FromStr for Metric {
+    type Err = anyhow::Error;
+    fn from_str(s: &str) -> anyhow::Result<Self> {
+        match s.to_ascii_lowercase().as_str() {
+            "colour" | "color" => Ok(Metric::Colour),
+            other => other.parse().map(Metric::Lpips).map_err(|_| {
+                anyhow::anyhow!("unknown observer `{s}` (expected alex, vgg, squeeze or colour)")
+            }),
+        }
+    }
+}
+
+impl TryFrom<String> for Metric {
+    type Error = anyhow::Error;
+    fn try_from(s: String) -> anyhow::Result<Self> {
+        s.parse()
+    }
+}
+
+impl From<Metric> for String {
+    fn from(m: Metric) -> String {
+        m.name().to_string()
+    }
+}
+
+/// The single LPIPS layers to score beside the full distance, numbered from 1 as the seed paper counts.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub enum Layers {
+    /// Only the full distance.
+    #[default]
+    None,
+    All,
+    These(Vec<usize>),
+}
+
+impl Layers {
+    /// The chosen taps of `metric` as indices into `LpipsNet::taps()`, ascending; an error names the
+    /// layers that exist.
+    pub fn resolve(&self, metric: Metric) -> anyhow::Result<Vec<usize>> {
+        let net = match (self, metric) {
+            (Layers::None, _) => return Ok(Vec::new()),
+            (_, Metric::Colour) => bail!(
+                "the colour observer has no layers: layers apply to the LPIPS nets (alex, vgg, squeeze)"
+            ),
+            (_, Metric::Lpips(net)) => net,
+        };
+        let taps = net.taps();
+        match self {
+            Layers::None => Ok(Vec::new()),
+            Layers::All => Ok((0..taps.len()).collect()),
+            Layers::These(chosen) => {
+                let mut out = Vec::with_capacity(chosen.len());
+                for &k in chosen {
+                    if k == 0 || k > taps.len() {
+                        let names: Vec<&str> = taps.iter().map(|t| t.name.as_str()).collect();
+                        bail!(
+                            "{net} has layers 1 to {} ({}); there is no layer {k}",
+                            taps.len(),
+                            names.join(", ")
+                        );
+                    }
+                    out.push(k - 1);
+                }
+                out.sort_unstable();
+                out.dedup();
+                Ok(out)
+            }
+        }
+    }
+}
+
+impl fmt::Display for Layers {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Layers::None => Ok(()),
+            Layers::All => f.write_str("all"),
+            Layers::These(v) => {
+                let v: Vec<String> = v.iter().map(usize::to_string).collect();
+                f.write_str(&v.join(","))
+            }
+        }
+    }
+}
+
+impl FromStr for Layers {
+    type Err = anyhow::Error;
+    fn from_str(s: &str) -> anyhow::Result<Self> {
+        let s = s.trim();
+        match s.to_ascii_lowercase().as_str() {
+            "" | "none" => return Ok(Layers::None),
+            "all" => return Ok(Layers::All),
+            _ => {}
+        }
+        s.split(',')
+            .map(|k| k.trim().parse::<usize>().ok().filter(|&k| k > 0))
+            .collect::<Option<Vec<_>>>()
+            .map(Layers::These)
+            .with_context(|| {
+                format!("layers `{s}`: expected `all` or layer numbers from 1, e.g. `1,3`")
+            })
+    }
+}
+
+impl TryFrom<String> for Layers {
+    type Error = anyhow::Error;
+    fn try_from(s: String) -> anyhow::Result<Self> {
+        s.parse()
+    }
+}
+
+impl From<Layers> for String {
+    fn from(l: Layers) -> String {
+        l.to_string()
+    }
+}
+
 /// The default observer of analyses and exports: the seed paper's.
 pub fn default_observer() -> String {
     observer_name(Rule::MaxSet, LpipsNet::Alex)
@@ -87,7 +265,10 @@ pub fn default_observer() -> String {
 #[derive(Debug, Clone)]
 pub struct ScoreOptions {
     pub rule: Rule,
-    pub net: LpipsNet,
+    /// An LPIPS net, or the colour baseline.
+    pub metric: Metric,
+    /// Single LPIPS layers scored beside the full distance, from the same features.
+    pub layers: Layers,
     /// Also score practice trials (they are never analysed).
     pub include_practice: bool,
     /// Where the LPIPS weights are found (`<data_dir>/weights`, then `$MEILAB_ASSETS/weights`).
@@ -100,15 +281,17 @@ impl ScoreOptions {
     pub fn new(data_dir: impl Into<PathBuf>) -> Self {
         Self {
             rule: Rule::MaxSet,
-            net: LpipsNet::Alex,
+            metric: Metric::default(),
+            layers: Layers::None,
             include_practice: false,
             data_dir: data_dir.into(),
             cache_bytes: DEFAULT_CACHE_BYTES,
         }
     }
 
+    /// The full observer's name.
     pub fn observer(&self) -> String {
-        observer_name(self.rule, self.net)
+        self.metric.observer(self.rule)
     }
 }
 
@@ -122,14 +305,25 @@ pub struct ScoreSummary {
     pub feature_passes: usize,
     /// Mean correctness over the scored trials (ties count one half).
     pub accuracy: f64,
+    /// The single-layer observers scored in the same run.
+    pub layers: Vec<ObserverAccuracy>,
     pub feature_seconds: f64,
     pub distance_seconds: f64,
+}
+
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct ObserverAccuracy {
+    pub observer: String,
+    pub accuracy: f64,
 }
 
 /// The result of scoring trials without a database.
 #[derive(Debug, Clone)]
 pub struct Scored {
+    /// The full distance's judgments.
     pub judgments: Vec<Judgment>,
+    /// Per requested tap (an index into `LpipsNet::taps()`), that layer's judgments alone.
+    pub layers: Vec<(usize, Vec<Judgment>)>,
     pub images: usize,
     pub feature_passes: usize,
     pub feature_time: Duration,
@@ -153,6 +347,11 @@ pub fn judge(trial_id: i64, score: f64) -> Judgment {
     }
 }
 
+/// Mean correctness (ties count one half).
+pub fn accuracy(judgments: &[Judgment]) -> f64 {
+    judgments.iter().map(|j| j.correct).sum::<f64>() / judgments.len().max(1) as f64
+}
+
 /// s_t of one trial from its distance rows: `to_max[q]` and `to_min[q]` are the distances of query q
 /// (0 = max query, 1 = min query) to the max and min references.
 pub fn evidence(rule: Rule, to_max: [&[f32]; 2], to_min: [&[f32]; 2]) -> f64 {
@@ -171,10 +370,13 @@ fn trial_images(t: &TrialImages) -> impl Iterator<Item = &str> {
         .chain(t.min_refs.iter().map(String::as_str))
 }
 
-/// Scores `trials` with `lpips`; `load` decodes an image given its SHA-256. Pure compute: no database.
+/// Scores `trials` with `lpips`, in full and, from the same features, with each tap of `layers`
+/// alone (indices into `LpipsNet::taps()`); `load` decodes an image given its SHA-256. Pure compute:
+/// no database.
 pub fn score_trials(
     lpips: &Lpips,
     rule: Rule,
+    layers: &[usize],
     trials: &[TrialImages],
     load: &(dyn Fn(&str) -> anyhow::Result<RgbImage> + Sync),
     cache_bytes: usize,
@@ -182,13 +384,22 @@ pub fn score_trials(
 ) -> anyhow::Result<Scored> {
     let distinct: HashSet<&str> = trials.iter().flat_map(trial_images).collect();
     let mut features: HashMap<String, Arc<LpipsFeatures>> = HashMap::new();
+    let taps = lpips.net().taps().len();
+    if let Some(k) = layers.iter().find(|&&k| k >= taps) {
+        bail!("{} has no tap {k}", lpips.net());
+    }
     let mut judgments = Vec::with_capacity(trials.len());
+    let mut single: Vec<(usize, Vec<Judgment>)> = layers
+        .iter()
+        .map(|&k| (k, Vec::with_capacity(trials.len())))
+        .collect();
     let (mut feature_time, mut distance_time) = (Duration::ZERO, Duration::ZERO);
     let mut passes = 0;
     // Bytes per image, from one backbone pass on the first image (kept: the first trial needs it).
     let Some(first) = trials.first() else {
         return Ok(Scored {
             judgments,
+            layers: single,
             images: 0,
             feature_passes: 0,
             feature_time,
@@ -259,15 +470,22 @@ pub fn score_trials(
         let began = Instant::now();
         let group = &trials[start..end];
         let distances = blocked::trial_distances(rule, group, &features, progress)?;
-        judgments.extend(group.iter().zip(&distances).map(|(t, d)| {
+        let judged = |t: &TrialImages, d: &blocked::Table| {
             let s = evidence(rule, [d.to_max(0), d.to_max(1)], [d.to_min(0), d.to_min(1)]);
             judge(t.id, s)
-        }));
+        };
+        for (t, d) in group.iter().zip(&distances) {
+            judgments.push(judged(t, &d.full));
+            for (k, out) in &mut single {
+                out.push(judged(t, &d.taps[*k]));
+            }
+        }
         distance_time += began.elapsed();
         start = end;
     }
     Ok(Scored {
         judgments,
+        layers: single,
         images: distinct.len(),
         feature_passes: passes,
         feature_time,
@@ -310,8 +528,9 @@ pub fn load_from_store(store: &ImageStore, sha: &str) -> anyhow::Result<RgbImage
 }
 
 /// Scores every main and catch trial of a study (practice too when asked) and stores the judgments
-/// under the observer's name, overwriting earlier ones. The compute runs on the blocking pool; progress
-/// and cancellation are relayed to `progress` about ten times a second.
+/// under the observer's name (and each requested single layer's under its own), overwriting earlier
+/// ones, in one transaction. The compute runs on the blocking pool; progress and cancellation are
+/// relayed to `progress` about ten times a second.
 pub async fn score_study(
     pool: &PgPool,
     store: &ImageStore,
@@ -320,6 +539,7 @@ pub async fn score_study(
     progress: &dyn Progress,
 ) -> anyhow::Result<ScoreSummary> {
     check(progress)?;
+    let layers = options.layers.resolve(options.metric)?;
     let mut conn = pool.acquire().await?;
     let exists = sqlx::query_scalar!("SELECT id FROM studies WHERE id = $1", study_id)
         .fetch_optional(&mut *conn)
@@ -338,30 +558,62 @@ pub async fn score_study(
     let work = {
         let (relay, store, options) = (relay.clone(), store.clone(), options.clone());
         tokio::task::spawn_blocking(move || {
-            let lpips = Lpips::from_data_dir(options.net, &options.data_dir)
-                .context("loading the LPIPS weights")?;
-            score_trials(
-                &lpips,
-                options.rule,
-                &trials,
-                &|sha| load_from_store(&store, sha),
-                options.cache_bytes,
-                &*relay,
-            )
+            let load = |sha: &str| load_from_store(&store, sha);
+            match options.metric {
+                Metric::Lpips(net) => {
+                    let lpips = Lpips::from_data_dir(net, &options.data_dir)
+                        .context("loading the LPIPS weights")?;
+                    score_trials(
+                        &lpips,
+                        options.rule,
+                        &layers,
+                        &trials,
+                        &load,
+                        options.cache_bytes,
+                        &*relay,
+                    )
+                }
+                Metric::Colour => colour::score_trials(options.rule, &trials, &load, &*relay),
+            }
         })
     };
     let scored = relay_progress(work, &relay, progress).await??;
 
+    let single: Vec<(String, &[Judgment])> = match options.metric {
+        Metric::Lpips(net) => {
+            let taps = net.taps();
+            scored
+                .layers
+                .iter()
+                .map(|(k, js)| {
+                    (
+                        single_layer_name(net, &taps[*k].name, options.rule),
+                        js.as_slice(),
+                    )
+                })
+                .collect()
+        }
+        Metric::Colour => Vec::new(),
+    };
     let mut tx = pool.begin().await?;
     judgments::upsert(&mut tx, &observer, &scored.judgments).await?;
+    for (name, js) in &single {
+        judgments::upsert(&mut tx, name, js).await?;
+    }
     tx.commit().await?;
-    let n = scored.judgments.len();
     Ok(ScoreSummary {
         observer,
-        trials: n,
+        trials: scored.judgments.len(),
         images: scored.images,
         feature_passes: scored.feature_passes,
-        accuracy: scored.judgments.iter().map(|j| j.correct).sum::<f64>() / n as f64,
+        accuracy: accuracy(&scored.judgments),
+        layers: single
+            .iter()
+            .map(|(name, js)| ObserverAccuracy {
+                observer: name.clone(),
+                accuracy: accuracy(js),
+            })
+            .collect(),
         feature_seconds: scored.feature_time.as_secs_f64(),
         distance_seconds: scored.distance_time.as_secs_f64(),
     })
@@ -452,5 +704,63 @@ mod tests {
             observer_name(Rule::MaxSet, LpipsNet::Alex),
             "lpips-alex/max-set"
         );
+        assert_eq!(
+            single_layer_name(LpipsNet::Alex, "conv3", Rule::MaxSet),
+            "lpips-alex:conv3/max-set"
+        );
+        assert_eq!(colour_name(Rule::Contrast), "colour/contrast");
+        assert_eq!(Metric::Colour.observer(Rule::MaxSet), "colour/max-set");
+        assert_eq!(
+            "vgg".parse::<Metric>().unwrap(),
+            Metric::Lpips(LpipsNet::Vgg)
+        );
+        assert_eq!("colour".parse::<Metric>().unwrap(), Metric::Colour);
+        assert!("resnet".parse::<Metric>().is_err());
+        // Queued jobs from before the colour observer name their net the same way.
+        assert_eq!(
+            serde_json::from_str::<Metric>("\"alex\"").unwrap(),
+            Metric::Lpips(LpipsNet::Alex)
+        );
+    }
+
+    #[test]
+    fn layers_count_from_one_and_name_the_range_when_out_of_it() {
+        let alex = Metric::Lpips(LpipsNet::Alex);
+        assert_eq!("".parse::<Layers>().unwrap(), Layers::None);
+        assert_eq!(
+            "all".parse::<Layers>().unwrap().resolve(alex).unwrap(),
+            [0, 1, 2, 3, 4]
+        );
+        assert_eq!(
+            "3, 1,3".parse::<Layers>().unwrap().resolve(alex).unwrap(),
+            [0, 2]
+        );
+        let squeeze = Metric::Lpips(LpipsNet::Squeeze);
+        assert_eq!(
+            "all"
+                .parse::<Layers>()
+                .unwrap()
+                .resolve(squeeze)
+                .unwrap()
+                .len(),
+            7
+        );
+        let nine = "9".parse::<Layers>().unwrap().resolve(alex).unwrap_err();
+        assert_eq!(
+            nine.to_string(),
+            "alex has layers 1 to 5 (conv1, conv2, conv3, conv4, conv5); there is no layer 9"
+        );
+        assert!("0".parse::<Layers>().is_err());
+        assert!("1;3".parse::<Layers>().is_err());
+        assert!("all"
+            .parse::<Layers>()
+            .unwrap()
+            .resolve(Metric::Colour)
+            .is_err());
+        assert_eq!(
+            Layers::None.resolve(Metric::Colour).unwrap(),
+            Vec::<usize>::new()
+        );
+        assert_eq!(Layers::These(vec![1, 3]).to_string(), "1,3");
     }
 }

@@ -7,13 +7,14 @@
 
 use std::borrow::Borrow;
 use std::fmt;
+use std::ops::Range;
 use std::path::Path;
 use std::str::FromStr;
 
 use candle_core::{Device, Tensor};
 use image::RgbImage;
 
-use super::arch::{Arch, Tap};
+use super::arch::{Arch, Layer, Tap};
 use super::backbone::candle::CandleNet;
 use super::backbone::Backbone;
 use super::conv::Fmap;
@@ -75,6 +76,54 @@ impl LpipsNet {
             LpipsNet::Squeeze => &[64, 128, 256, 384, 384, 512, 512],
         }
     }
+
+    /// Where each tap's values sit in `LpipsFeatures::data` of a `(width, height)` image, in tap
+    /// order: the tap's output positions times its channels, from the architecture's geometry.
+    pub fn tap_ranges(self, size: (u32, u32)) -> Vec<Range<usize>> {
+        let taps = self.taps();
+        let (mut h, mut w) = (size.1 as usize, size.0 as usize);
+        let mut lens = vec![0; taps.len()];
+        for layer in self.arch().layers() {
+            let c = match &layer {
+                Layer::MaxPool(p) => {
+                    (h, w) = (p.out_len(h), p.out_len(w));
+                    continue;
+                }
+                Layer::Conv { conv, .. } => {
+                    (h, w) = conv.out_size(h, w);
+                    conv.cout
+                }
+                Layer::Fire {
+                    squeeze,
+                    expand1,
+                    expand3,
+                    ..
+                } => {
+                    (h, w) = squeeze.out_size(h, w);
+                    expand1.cout + expand3.cout
+                }
+                Layer::Block { block, .. } => {
+                    for k in &block.convs {
+                        (h, w) = k.out_size(h, w);
+                    }
+                    block.convs.last().map_or(0, |k| k.cout)
+                }
+            };
+            if let Some(i) = layer
+                .tap()
+                .and_then(|n| taps.iter().position(|t| t.name == n))
+            {
+                lens[i] = h * w * c;
+            }
+        }
+        let mut start = 0;
+        lens.into_iter()
+            .map(|len| {
+                start += len;
+                start - len..start
+            })
+            .collect()
+    }
 }
 
 impl fmt::Display for LpipsNet {
@@ -121,20 +170,35 @@ pub struct LpipsFeatures {
     pub data: Vec<f32>,
     /// |data|^2, accumulated in f64.
     pub sq_norm: f64,
+    /// |data[r]|^2 for each tap's range r (`tap_ranges`), in tap order; empty when `data` does not
+    /// have the length the net's geometry gives this size.
+    pub tap_sq_norms: Vec<f64>,
 }
 
 impl LpipsFeatures {
     pub fn new(net: LpipsNet, size: (u32, u32), data: Vec<f32>) -> LpipsFeatures {
-        let sq_norm = data.iter().map(|&v| (v as f64) * (v as f64)).sum();
+        let ranges = net.tap_ranges(size);
+        let square = |d: &[f32]| d.iter().map(|&v| (v as f64) * (v as f64)).sum::<f64>();
+        let (sq_norm, tap_sq_norms) = if ranges.last().map(|r| r.end) == Some(data.len()) {
+            let taps: Vec<f64> = ranges.into_iter().map(|r| square(&data[r])).collect();
+            (taps.iter().sum(), taps)
+        } else {
+            (square(&data), Vec::new())
+        };
         LpipsFeatures {
             net,
             size,
             data,
             sq_norm,
+            tap_sq_norms,
         }
     }
     pub fn bytes(&self) -> usize {
         self.data.len() * 4
+    }
+    /// Each tap's slice of `data`: the tap's own LPIPS term is the squared distance on it alone.
+    pub fn tap_ranges(&self) -> Vec<Range<usize>> {
+        self.net.tap_ranges(self.size)
     }
 }
 
@@ -214,6 +278,19 @@ impl Lpips {
     /// d(a, b) computed literally: normalise, subtract, square, weight, average, sum.
     /// Both images must have the same size.
     pub fn distance(&self, a: &RgbImage, b: &RgbImage) -> Result<f32> {
+        Ok(self.tap_terms(a, b)?.iter().sum::<f64>() as f32)
+    }
+
+    /// Each tap's term of d(a, b) (weighted, spatially averaged), computed literally, in tap order.
+    pub fn layer_distances(&self, a: &RgbImage, b: &RgbImage) -> Result<Vec<f32>> {
+        Ok(self
+            .tap_terms(a, b)?
+            .into_iter()
+            .map(|t| t as f32)
+            .collect())
+    }
+
+    fn tap_terms(&self, a: &RgbImage, b: &RgbImage) -> Result<Vec<f64>> {
         if a.dimensions() != b.dimensions() {
             return Err(VisionError::Input(format!(
                 "LPIPS needs images of the same size, got {:?} and {:?}",
@@ -223,7 +300,7 @@ impl Lpips {
         }
         // One pass per image: identical images then give bitwise identical features, so d(x, x) = 0.
         let (ma, mb) = (self.tap_maps(&[a])?, self.tap_maps(&[b])?);
-        let mut total = 0f64;
+        let mut terms = Vec::with_capacity(ma.len());
         for ((m, m2), w) in ma.iter().zip(&mb).zip(&self.lin) {
             let (fa, fb) = (m.image(0), m2.image(0));
             let mut sum = 0f64;
@@ -237,9 +314,9 @@ impl Lpips {
                 }
                 sum += s as f64;
             }
-            total += sum / (m.h * m.w) as f64;
+            terms.push(sum / (m.h * m.w) as f64);
         }
-        Ok(total as f32)
+        Ok(terms)
     }
 
     /// Cached features of images (batched through the backbone). All images must share a size.
@@ -249,6 +326,17 @@ impl Lpips {
             let size = chunk[0].borrow().dimensions();
             let maps = self.tap_maps(chunk)?;
             let len: usize = maps.iter().map(Fmap::image_len).sum();
+            let ranges = self.net.tap_ranges(size);
+            if maps
+                .iter()
+                .zip(&ranges)
+                .any(|(m, r)| m.image_len() != r.len())
+            {
+                return Err(VisionError::Input(format!(
+                    "{} LPIPS taps of a {}x{} image differ from the net's geometry",
+                    self.net, size.0, size.1
+                )));
+            }
             for i in 0..chunk.len() {
                 let mut data = Vec::with_capacity(len);
                 for (m, sw) in maps.iter().zip(&self.sqrt_lin) {
@@ -437,5 +525,70 @@ impl LpipsReference {
             total += v.to_scalar::<f32>()?;
         }
         Ok(total)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tap_ranges_follow_the_nets_geometry_at_224_px() {
+        let lens = |net: LpipsNet| -> Vec<usize> {
+            let ranges = net.tap_ranges((224, 224));
+            assert_eq!(ranges[0].start, 0);
+            assert!(ranges.windows(2).all(|w| w[0].end == w[1].start));
+            ranges.iter().map(|r| r.len()).collect()
+        };
+        // Positions x channels: alex 55², 27², 13², 13², 13²; vgg 224² halving; squeeze 111², 55², 27², 13²...
+        assert_eq!(
+            lens(LpipsNet::Alex),
+            [
+                55 * 55 * 64,
+                27 * 27 * 192,
+                13 * 13 * 384,
+                13 * 13 * 256,
+                13 * 13 * 256
+            ]
+        );
+        assert_eq!(
+            lens(LpipsNet::Vgg),
+            [
+                224 * 224 * 64,
+                112 * 112 * 128,
+                56 * 56 * 256,
+                28 * 28 * 512,
+                14 * 14 * 512
+            ]
+        );
+        assert_eq!(
+            lens(LpipsNet::Squeeze),
+            [
+                111 * 111 * 64,
+                55 * 55 * 128,
+                27 * 27 * 256,
+                13 * 13 * 384,
+                13 * 13 * 384,
+                13 * 13 * 512,
+                13 * 13 * 512
+            ]
+        );
+    }
+
+    #[test]
+    fn per_tap_squared_norms_add_up_to_the_whole() {
+        let len = LpipsNet::Alex.tap_ranges((64, 48)).last().unwrap().end;
+        let data: Vec<f32> = (0..len).map(|i| (i as f32 * 0.01).sin()).collect();
+        let f = LpipsFeatures::new(LpipsNet::Alex, (64, 48), data);
+        assert_eq!(f.tap_sq_norms.len(), 5);
+        let sum: f64 = f.tap_sq_norms.iter().sum();
+        assert!(
+            (sum - f.sq_norm).abs() < 1e-9 * f.sq_norm,
+            "{sum} vs {}",
+            f.sq_norm
+        );
+        let odd = LpipsFeatures::new(LpipsNet::Alex, (64, 48), vec![1.0; 7]);
+        assert!(odd.tap_sq_norms.is_empty());
+        assert_eq!(odd.sq_norm, 7.0);
     }
 }

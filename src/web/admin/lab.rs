@@ -20,6 +20,7 @@ use super::{page, see_other, Admin, AdminError, Chrome, PageResult};
 use crate::db;
 use crate::error::AppError;
 use crate::jobs::worker;
+use crate::observer::{Layers, Metric};
 use crate::stimuli::build::{BuildSpec, UnitSampling};
 use crate::stimuli::directions::Basis;
 use crate::stimuli::image_set::{self, ImageSource, ImagesJob};
@@ -799,6 +800,9 @@ struct ObserverForm {
     rule: String,
     #[serde(default)]
     net: String,
+    /// Single LPIPS layers beside the full distance: empty, `all` or numbers from 1 (`1,3`).
+    #[serde(default)]
+    layers: String,
 }
 
 /// Queues the observer on every trial of a study; the lab shows its progress.
@@ -822,18 +826,24 @@ async fn run_observer(
         }
     };
     let net = match form.net.as_str() {
-        "" => LpipsNet::Alex,
-        n => LpipsNet::ALL
-            .into_iter()
-            .find(|x| x.name() == n)
-            .ok_or_else(|| AdminError::BadRequest(format!("unknown LPIPS net `{n}`")))?,
+        "" => Metric::default(),
+        n => n
+            .parse::<Metric>()
+            .map_err(|e| AdminError::BadRequest(e.to_string()))?,
     };
+    // Checked here so that a wrong layer is a 400 now, not a failed job later.
+    let layers = form
+        .layers
+        .parse::<Layers>()
+        .and_then(|l| l.resolve(net).map(|_| l))
+        .map_err(|e| AdminError::BadRequest(e.to_string()))?;
     worker::submit_score(
         &state.pool,
         &worker::ScoreJob {
             study_id: study.id,
             rule: rule.to_string(),
             net,
+            layers,
         },
     )
     .await?;
