@@ -571,7 +571,6 @@ async fn the_observer_form_queues_single_layers_and_refuses_a_layer_the_net_lack
             "alex has layers 1 to 5 (conv1, conv2, conv3, conv4, conv5); there is no layer 9",
         ),
         ("alex", "1;3", "expected `all` or layer numbers from 1"),
-        ("colour", "all", "the colour observer has no layers"),
         ("resnet", "", "unknown observer `resnet`"),
     ] {
         let response = owner
@@ -594,7 +593,8 @@ async fn the_observer_form_queues_single_layers_and_refuses_a_layer_the_net_lack
     };
     assert!(jobs().await.is_empty(), "a refused form queues nothing");
 
-    for (net, layers) in [("alex", "1,3"), ("colour", "")] {
+    // The form's layers field is for LPIPS only: with colour it is ignored.
+    for (net, layers) in [("alex", "1,3"), ("colour", "all")] {
         let response = owner
             .post(
                 &path,
@@ -608,7 +608,10 @@ async fn the_observer_form_queues_single_layers_and_refuses_a_layer_the_net_lack
         (queued[0]["net"].as_str(), queued[0]["layers"].as_str()),
         (Some("alex"), Some("1,3"))
     );
-    assert_eq!(queued[1]["net"].as_str(), Some("colour"));
+    assert_eq!(
+        (queued[1]["net"].as_str(), queued[1]["layers"].as_str()),
+        (Some("colour"), Some(""))
+    );
 
     // A worker runs both: the full alex observer, its layers 1 and 3, and the colour observer.
     let data = vision_common::data_dir_with_weights();

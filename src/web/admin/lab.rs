@@ -831,12 +831,16 @@ async fn run_observer(
             .parse::<Metric>()
             .map_err(|e| AdminError::BadRequest(e.to_string()))?,
     };
-    // Checked here so that a wrong layer is a 400 now, not a failed job later.
-    let layers = form
-        .layers
-        .parse::<Layers>()
-        .and_then(|l| l.resolve(net).map(|_| l))
-        .map_err(|e| AdminError::BadRequest(e.to_string()))?;
+    // Checked here so that a wrong layer is a 400 now, not a failed job later. The form's layers
+    // field says it applies to LPIPS only, so the colour observer ignores it.
+    let layers = match net {
+        Metric::Colour => Layers::None,
+        Metric::Lpips(_) => form
+            .layers
+            .parse::<Layers>()
+            .and_then(|l| l.resolve(net).map(|_| l))
+            .map_err(|e| AdminError::BadRequest(e.to_string()))?,
+    };
     worker::submit_score(
         &state.pool,
         &worker::ScoreJob {
