@@ -150,12 +150,19 @@ async fn the_build_form_refuses_bad_settings_and_queues_nothing() {
         ("conditions", "easy"),
         ("batches", "1"),
         ("references", "3"),
-        ("catch_per_unit", "1"),
+        ("catch_units", "1"),
         ("practice_units", "0"),
         ("seed", "0"),
     ];
-    let cases: [(&str, &str, &str); 7] = [
+    let cases: [(&str, &str, &str); 9] = [
         ("taps", "conv9", "has no tap"),
+        // 10 images: hard99 queries would start in the 4 ranks reference and easy images take.
+        (
+            "conditions",
+            "hard99",
+            "the smallest image set that allows it has 401 images",
+        ),
+        ("kmeans_activation", "nearest", "k-means activation"),
         ("conditions", "hard50", "unknown condition"),
         ("units", "many", "Units"),
         ("study", "Bad Name!", "URL name"),
