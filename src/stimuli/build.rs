@@ -251,9 +251,11 @@ pub async fn run(
             .then_some(spec.kmeans_activation),
     };
     config.trials_per_session = config.trials_per_session.min(main_units as i64);
+    // A session never has more catch than main trials (the configuration's own rule).
     config.catch_per_session = config
         .catch_per_session
-        .min(set.count(TrialKind::Catch) as i64);
+        .min(set.count(TrialKind::Catch) as i64)
+        .min(config.trials_per_session);
     config.practice.trials = config
         .practice
         .trials
