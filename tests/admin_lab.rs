@@ -100,11 +100,20 @@ async fn an_admin_builds_a_study_from_a_folder_in_the_browser() {
         .text("[data-testid=stimuli-counts]")
         .await
         .to_lowercase();
-    // 2 taps x 2 bases x 2 units.
+    // 2 taps x 2 bases x 2 units; the page counts those with main trials: a practice and a catch
+    // unit are held out.
     assert!(
-        counts.contains("units\n8") || counts.contains("units 8"),
+        counts.contains("units\n6") || counts.contains("units 6"),
         "{counts}"
     );
+    let held_out: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM units u WHERE NOT EXISTS
+           (SELECT 1 FROM trials t WHERE t.unit_id = u.id AND t.kind = 'main')",
+    )
+    .fetch_one(&app.pool)
+    .await
+    .unwrap();
+    assert_eq!(held_out, 2);
     let status: String = sqlx::query_scalar("SELECT status FROM studies WHERE slug = 'lab-built'")
         .fetch_one(&app.pool)
         .await
@@ -150,12 +159,20 @@ async fn the_build_form_refuses_bad_settings_and_queues_nothing() {
         ("conditions", "easy"),
         ("batches", "1"),
         ("references", "3"),
-        ("catch_per_unit", "1"),
+        ("catch_units", "1"),
         ("practice_units", "0"),
+        ("kmeans_activation", "distance"),
         ("seed", "0"),
     ];
-    let cases: [(&str, &str, &str); 7] = [
+    let cases: [(&str, &str, &str); 9] = [
         ("taps", "conv9", "has no tap"),
+        // 10 images: hard99 queries would start in the 4 ranks reference and easy images take.
+        (
+            "conditions",
+            "hard99",
+            "the smallest image set that allows it has 401 images",
+        ),
+        ("kmeans_activation", "nearest", "k-means activation"),
         ("conditions", "hard50", "unknown condition"),
         ("units", "many", "Units"),
         ("study", "Bad Name!", "URL name"),

@@ -97,7 +97,8 @@ fn the_cli_imports_a_folder_into_a_new_study() {
         String::from_utf8_lossy(&output.stderr)
     );
     let images = distinct_pictures(&imi_fixtures().join("exemplars"), 140);
-    let summary = format!("7 units, 7 main, 7 catch and 3 practice trials, {images} images");
+    // One catch and one practice unit are held out of the 7 (a trial each in this fixture).
+    let summary = format!("7 units, 5 main, 1 catch and 1 practice trials, {images} images");
     assert!(stdout.contains(&summary), "{stdout}");
     let status: String = runtime
         .block_on(
@@ -106,6 +107,157 @@ fn the_cli_imports_a_folder_into_a_new_study() {
         )
         .unwrap();
     assert_eq!(status, "active");
+}
+
+#[test]
+fn a_demo_folder_becomes_the_practice_trials_of_units_of_its_own() {
+    let data_dir = tempfile::tempdir().unwrap();
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let pool = runtime.block_on(common::fresh_database());
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_meilab"))
+        .args(["study", "import"])
+        .arg(imi_fixtures().join("exemplars"))
+        .args(["--slug", "with-demo", "--practice"])
+        .arg(imi_fixtures().join("trials/demo_natural_9_references"))
+        .arg("--data-dir")
+        .arg(data_dir.path())
+        .env("DATABASE_URL", common::database_url(&pool))
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(
+        stdout.contains("9 units, 6 main, 1 catch and 2 practice trials"),
+        "{stdout}"
+    );
+    let mixed: i64 = runtime
+        .block_on(
+            sqlx::query_scalar(
+                "SELECT count(*) FROM units u WHERE
+                   EXISTS (SELECT 1 FROM trials t WHERE t.unit_id = u.id AND t.kind <> 'main')
+               AND EXISTS (SELECT 1 FROM trials t WHERE t.unit_id = u.id AND t.kind = 'main')",
+            )
+            .fetch_one(&pool),
+        )
+        .unwrap();
+    assert_eq!(mixed, 0);
+}
+
+/// Writes an IMI trial folder of `trials` trials with 2 references a side; every picture differs.
+fn write_trial_folder(root: &std::path::Path, index: serde_json::Value, trials: u32) {
+    std::fs::write(root.join("index.json"), index.to_string()).unwrap();
+    let mut shade = 0u32;
+    let mut png = |path: std::path::PathBuf| {
+        shade += 1;
+        let colour = [
+            (shade * 37 % 256) as u8,
+            (shade * 11 % 256) as u8,
+            shade as u8,
+        ];
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        image::RgbImage::from_pixel(8, 8, image::Rgb(colour))
+            .save(path)
+            .unwrap();
+    };
+    for k in 1..=trials {
+        let dir = root.join(format!("trials/trial_{k}"));
+        png(dir.join("queries/max.png"));
+        png(dir.join("queries/min.png"));
+        for i in 0..2 {
+            png(dir.join(format!("references/max_{i}.png")));
+            png(dir.join(format!("references/min_{i}.png")));
+        }
+    }
+}
+
+#[tokio::test]
+async fn catch_trial_idxs_make_catch_trials_and_trials_of_a_channel_share_its_unit() {
+    let app = spawn_app().await;
+    let root = tempfile::tempdir().unwrap();
+    let index = |catch: serde_json::Value| {
+        serde_json::json!({
+            "task_name": "exp/task_1",
+            "n_reference_images": 2,
+            "n_trials": 4,
+            "catch_trial_idxs": catch,
+            "trials": [
+                {"mode": "natural",
+                 "queries": "/stimuli/alexnet/conv2/channel_5/natural_images/batch_3",
+                 "references": "/stimuli/alexnet/conv2/channel_5/natural_images/batch_3"},
+                {"layer": "conv2", "channel": 5, "model": "alexnet"},
+                {"queries": "/catch-stimuli/conv1/channel_0/natural_images"},
+                {"layer": "conv3", "channel": "7"}
+            ]
+        })
+    };
+    // IMI numbers catch trials like the folders: 3 is trial_3.
+    write_trial_folder(root.path(), index(serde_json::json!([3])), 4);
+    let imported = imi::import(root.path(), "alexnet", &app.store).unwrap();
+    let set = &imported.set;
+    let named: Vec<(&str, &str, i32)> = set
+        .units
+        .iter()
+        .map(|u| (u.model.as_str(), u.tap.as_str(), u.index))
+        .collect();
+    assert_eq!(
+        named,
+        [
+            ("alexnet", "conv2", 5),
+            ("catch-stimuli", "conv1", 0),
+            ("alexnet", "conv3", 7)
+        ]
+    );
+    let kinds: Vec<(usize, TrialKind, i32)> = set
+        .trials
+        .iter()
+        .map(|t| (t.unit, t.kind, t.batch))
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            (0, TrialKind::Main, 3),
+            (0, TrialKind::Main, 0),
+            (1, TrialKind::Catch, 0),
+            (2, TrialKind::Main, 0)
+        ]
+    );
+    let mut tx = app.pool.begin().await.unwrap();
+    study::create(
+        &mut tx,
+        "named",
+        "Named",
+        "draft",
+        &StudyConfig::default(),
+        set,
+    )
+    .await
+    .unwrap();
+    tx.commit().await.unwrap();
+    assert_eq!(
+        app.count("SELECT count(*) FROM trials WHERE kind = 'catch'")
+            .await,
+        1
+    );
+    assert_eq!(app.count("SELECT count(*) FROM units").await, 3);
+
+    for (catch, expected) in [
+        (serde_json::json!([0]), "count from 1"),
+        (serde_json::json!([5]), "trial_1 to trial_4"),
+        (serde_json::json!([2]), "has both main and catch trials"),
+    ] {
+        write_trial_folder(root.path(), index(catch.clone()), 4);
+        let error = imi::import(root.path(), "alexnet", &app.store)
+            .err()
+            .unwrap();
+        assert!(
+            format!("{error:#}").contains(expected),
+            "{catch}: {error:#}"
+        );
+    }
 }
 
 #[test]

@@ -13,7 +13,7 @@ use meilab::jobs::progress::Silent;
 use meilab::jobs::{Cancelled, Progress, Worker};
 use meilab::stimuli::activations::{self, Model};
 use meilab::stimuli::build::{self, BuildSpec, UnitSampling};
-use meilab::stimuli::directions::Basis;
+use meilab::stimuli::directions::{Basis, KmeansActivation};
 use meilab::stimuli::image_set;
 use meilab::stimuli::store::ImageStore;
 use meilab::vision::{Arch, Backbone, LpipsNet, Tap};
@@ -68,8 +68,11 @@ fn spec(set_id: i64, slug: &str) -> BuildSpec {
         batches: 2,
         references: 3,
         conditions: vec!["easy".into(), "hard95".into()],
-        catch_per_unit: 1,
+        catch_units: 1,
         practice_units: 2,
+        kmeans_activation: KmeansActivation::Distance,
+        // hard95 over a few dozen images reaches into the references.
+        allow_query_overlap: true,
         ii_net: LpipsNet::Alex,
         seed: 11,
     }
@@ -156,11 +159,26 @@ async fn a_build_makes_protocol_trials_from_real_units() {
     )
     .await
     .unwrap();
-    // 3 taps x 3 bases x 2 units; each unit 2 conditions x 2 batches, 2 of them practice; 1 catch each.
+    // 3 taps x 3 bases x 2 units; 2 practice units (a trial each) and a catch unit (a trial per
+    // batch) held out; the other 15 have 2 conditions x 2 batches.
     assert_eq!(summary.units, 18);
-    assert_eq!(summary.main_trials + summary.practice_trials, 18 * 4);
+    assert_eq!(summary.main_trials, 15 * 4);
     assert_eq!(summary.practice_trials, 2);
-    assert_eq!(summary.catch_trials, 18);
+    assert_eq!(summary.catch_trials, 2);
+    assert_eq!(
+        summary.construction.kmeans_activation,
+        Some(KmeansActivation::Distance)
+    );
+    let stored: serde_json::Value =
+        sqlx::query_scalar("SELECT config->'construction' FROM studies WHERE id = $1")
+            .bind(summary.study_id)
+            .fetch_one(&app.pool)
+            .await
+            .unwrap();
+    assert_eq!(
+        stored,
+        serde_json::json!({"overlap_override": ["hard95"], "kmeans_activation": "distance"})
+    );
 
     let units: Vec<UnitRow> = sqlx::query_as(
         "SELECT id, tap, basis, unit_index, vector, ii, explained_variance FROM units ORDER BY id",
@@ -223,6 +241,11 @@ async fn a_build_makes_protocol_trials_from_real_units() {
                 "neuron units are channels, exactly"
             );
         }
+        if basis == "kmeans" {
+            // Minus the distance of two unit vectors (the directions module checks the values).
+            assert!((-2.0..=0.0).contains(activation), "{activation}");
+            continue;
+        }
         let projected: f64 = vector
             .iter()
             .zip(&means)
@@ -264,6 +287,37 @@ async fn a_build_makes_protocol_trials_from_real_units() {
         }
     }
 
+    // Practice and catch units are held out: none of them has a main trial, each keeps its
+    // exemplars, and every tap and basis keeps main units.
+    let mixed: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM units u
+          WHERE u.study_id = $1
+            AND EXISTS (SELECT 1 FROM trials t WHERE t.unit_id = u.id AND t.kind IN ('practice', 'catch'))
+            AND EXISTS (SELECT 1 FROM trials t WHERE t.unit_id = u.id AND t.kind = 'main')",
+    )
+    .bind(summary.study_id)
+    .fetch_one(&app.pool)
+    .await
+    .unwrap();
+    assert_eq!(
+        mixed, 0,
+        "a unit with practice or catch trials has main trials"
+    );
+    let (held_out, with_exemplars, groups_without_main): (i64, i64, i64) = sqlx::query_as(
+        "WITH held AS (
+            SELECT u.id FROM units u WHERE u.study_id = $1
+               AND NOT EXISTS (SELECT 1 FROM trials t WHERE t.unit_id = u.id AND t.kind = 'main'))
+         SELECT (SELECT count(*) FROM held),
+                (SELECT count(DISTINCT e.unit_id) FROM exemplars e JOIN held h ON h.id = e.unit_id),
+                (SELECT count(*) FROM (SELECT tap, basis FROM units WHERE study_id = $1 GROUP BY tap, basis
+                   HAVING NOT bool_or(EXISTS (SELECT 1 FROM trials t WHERE t.unit_id = units.id AND t.kind = 'main'))) g)",
+    )
+    .bind(summary.study_id)
+    .fetch_one(&app.pool)
+    .await
+    .unwrap();
+    assert_eq!((held_out, with_exemplars, groups_without_main), (3, 3, 0));
+
     // The draft goes live and a participant completes it.
     let study_id = summary.study_id;
     let mut conn = app.pool.acquire().await.unwrap();
@@ -282,6 +336,103 @@ async fn a_build_makes_protocol_trials_from_real_units() {
     assert!(participant.answer_everything().await > 0);
     let (status, _) = participant.finish(serde_json::json!({})).await;
     assert_eq!(status, 200);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn holding_out_more_units_than_a_tap_and_basis_can_spare_is_refused() {
+    let pool = common::fresh_database().await;
+    let photos = vision_common::photo_subset(20);
+    let data = vision_common::data_dir_with_weights();
+    let store = ImageStore::new(data.path().join("images"));
+    let set = image_set::register_folder(&pool, &store, "twenty", photos.path(), 224, &Silent)
+        .await
+        .unwrap();
+    let mut s = spec(set.set_id, "drained");
+    s.taps = vec!["conv2".into()];
+    s.bases = vec![Basis::Neuron];
+    s.conditions = vec!["easy".into()];
+    // 2 units, 2 practice + 1 catch wanted: the tap would keep no main unit.
+    let error = build::run(&pool, data.path(), &store, &s, &Silent)
+        .await
+        .unwrap_err();
+    let message = format!("{error:#}");
+    assert!(
+        message.contains("2 practice and 1 catch units")
+            && message.contains("at most 1 can be held out"),
+        "{message}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_hard99_build_over_the_imagenet_sample_is_refused_unless_overridden() {
+    let images = vision_common::photo_dir();
+    let data = vision_common::data_dir_with_weights();
+    let pool = common::fresh_database().await;
+    let url = common::database_url(&pool);
+    let build = |extra: &[&str]| {
+        let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_meilab"));
+        command
+            .args(["stimuli", "build", "--images"])
+            .arg(&images)
+            .args([
+                "--taps",
+                "conv1",
+                "--units",
+                "3",
+                "--conditions",
+                "hard99",
+                "--practice-units",
+                "1",
+                "--study",
+                "hard",
+                "--data-dir",
+            ])
+            .arg(data.path())
+            .args(extra)
+            .env("DATABASE_URL", &url);
+        command.output().unwrap()
+    };
+    let refused = tokio::task::block_in_place(|| build(&[]));
+    let stdout = String::from_utf8_lossy(&refused.stdout);
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        stdout.contains("1000 images"),
+        "the shared ImageNet sample (MEILAB_TEST_ASSETS) is needed: {stdout}"
+    );
+    assert!(!refused.status.success(), "{stdout}");
+    for part in [
+        "condition hard99 overlaps the references or easy queries with the 1000 images there are",
+        "the smallest image set that allows it has 20001 images",
+        "--allow-query-overlap",
+    ] {
+        assert!(stderr.contains(part), "`{part}` not in: {stderr}");
+    }
+    println!("refusal: {stderr}");
+    assert_eq!(
+        sqlx::query_scalar::<_, i64>("SELECT count(*) FROM studies")
+            .fetch_one(&pool)
+            .await
+            .unwrap(),
+        0
+    );
+
+    let built = tokio::task::block_in_place(|| build(&["--allow-query-overlap"]));
+    let stdout = String::from_utf8_lossy(&built.stdout);
+    assert!(
+        built.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&built.stderr)
+    );
+    assert!(stdout.contains("built despite query overlap"), "{stdout}");
+    let construction: serde_json::Value =
+        sqlx::query_scalar("SELECT config->'construction' FROM studies WHERE slug = 'hard'")
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+    assert_eq!(
+        construction,
+        serde_json::json!({"overlap_override": ["hard99"], "kmeans_activation": null})
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -323,6 +474,9 @@ async fn a_corrupt_file_is_reported_and_skipped_and_the_build_completes() {
     s.taps = vec!["conv2".into()];
     s.bases = vec![Basis::Neuron];
     s.conditions = vec!["easy".into()];
+    // Two units: one may be held out.
+    s.practice_units = 1;
+    s.catch_units = 0;
     let summary = build::run(&pool, data.path(), &store, &s, &Silent)
         .await
         .unwrap();
@@ -396,6 +550,8 @@ async fn the_job_queue_runs_cancels_and_takes_over_builds() {
     let mut s = spec(set.set_id, "queued");
     s.taps = vec!["conv1".into()];
     s.bases = vec![Basis::Pca];
+    // Two units: the catch unit is held out, no practice.
+    s.practice_units = 0;
 
     // Queued, then cancelled before any worker takes it: never runs.
     let cancelled = meilab::jobs::worker::submit_build(&pool, &s).await.unwrap();

@@ -143,8 +143,10 @@ async fn ensure_demo_study(
         batches: 10,
         references: 9,
         conditions: vec!["easy".into()],
-        catch_per_unit: 1,
+        catch_units: build::default_catch_units(),
         practice_units: 3,
+        kmeans_activation: Default::default(),
+        allow_query_overlap: false,
         ii_net: LpipsNet::Alex,
         seed: 0,
     };
@@ -152,6 +154,7 @@ async fn ensure_demo_study(
     drop(terminal);
     let mut tx = database.pool.begin().await?;
     let mut config = demo_config();
+    config.construction = summary.construction.clone();
     config.trials_per_session = config.trials_per_session.min(summary.units as i64);
     db::studies::update(
         &mut tx,

@@ -30,12 +30,18 @@ pub struct ImportArgs {
     /// is off unless the file sets `exclusion.max_fast_answers`]
     #[arg(long)]
     pub config: Option<PathBuf>,
-    /// Catch trials to build, one per main trial, at most
-    #[arg(long, default_value_t = 20)]
-    pub catch_trials: usize,
-    /// Practice trials to build (obvious ones, from the first units)
-    #[arg(long, default_value_t = 3)]
-    pub practice_trials: usize,
+    /// Units held out of the main pool (the last ones) whose trials become obvious catch trials,
+    /// when the folder names no catch trials (index.json's catch_trial_idxs)
+    #[arg(long, default_value_t = 1)]
+    pub catch_units: usize,
+    /// A trial or exemplar folder (IMI's demo_natural_9_references, say) whose trials become the
+    /// practice trials, as units of their own
+    #[arg(long)]
+    pub practice: Option<PathBuf>,
+    /// Without --practice: units held out of the main pool (the last ones) whose trials become
+    /// obvious practice trials
+    #[arg(long, default_value_t = 1)]
+    pub practice_units: usize,
     /// Open the study to participants right away (otherwise it is a draft)
     #[arg(long)]
     pub activate: bool,
@@ -66,15 +72,32 @@ pub async fn run(settings: Settings, args: ImportArgs) -> anyhow::Result<()> {
     };
     let store = ImageStore::new(settings.data_dir.join("images"));
     let (folder, model) = (args.folder.clone(), args.model.clone());
-    let mut imported =
-        tokio::task::spawn_blocking(move || imi::import(&folder, &model, &store)).await??;
-    let mut rng = ChaCha8Rng::seed_from_u64(config.seed);
-    imported
-        .set
-        .add_obvious_trials(TrialKind::Catch, args.catch_trials, &mut rng);
-    imported
-        .set
-        .add_obvious_trials(TrialKind::Practice, args.practice_trials, &mut rng);
+    let (practice, catch_units, practice_units) =
+        (args.practice.clone(), args.catch_units, args.practice_units);
+    let seed = config.seed;
+    let imported = tokio::task::spawn_blocking(move || {
+        let mut imported = imi::import(&folder, &model, &store)?;
+        let set = &mut imported.set;
+        let mut rng = ChaCha8Rng::seed_from_u64(seed);
+        // Practice and catch trials show units held out of the main pool, as IMI's.
+        if set.count(TrialKind::Catch) == 0 {
+            set.hold_out_units(TrialKind::Catch, catch_units, &mut rng)
+                .context("catch units")?;
+        }
+        match &practice {
+            Some(practice) => {
+                let demo = imi::import(practice, &model, &store)
+                    .with_context(|| format!("practice folder {}", practice.display()))?;
+                set.merge_held_out(demo.set, TrialKind::Practice)?;
+            }
+            None => {
+                set.hold_out_units(TrialKind::Practice, practice_units, &mut rng)
+                    .context("practice units")?;
+            }
+        }
+        anyhow::Ok(imported)
+    })
+    .await??;
 
     let database = Database::open(&settings).await?;
     let result = async {

@@ -53,10 +53,19 @@ pub struct BuildArgs {
     /// R: references per side
     #[arg(long, default_value_t = 9)]
     pub references: usize,
-    #[arg(long, default_value_t = 1)]
-    pub catch_per_unit: usize,
+    /// Units held out of the main pool for catch trials, one per batch (queries from the references)
+    #[arg(long, default_value_t = build::default_catch_units())]
+    pub catch_units: usize,
+    /// The clearest units (by II) held out of the main pool for practice, one trial each
     #[arg(long, default_value_t = 3)]
     pub practice_units: usize,
+    /// How k-means units score an image: distance (to the centroid, the seed paper's) or projection
+    #[arg(long, default_value = "distance")]
+    pub kmeans_activation: String,
+    /// Build conditions whose query window overlaps the references or easy queries anyway (recorded
+    /// on the study)
+    #[arg(long)]
+    pub allow_query_overlap: bool,
     /// LPIPS net of the interpretability index
     #[arg(long, default_value = "alex")]
     pub ii_net: String,
@@ -105,8 +114,10 @@ impl BuildArgs {
             batches: self.batches,
             references: self.references,
             conditions: self.conditions.clone(),
-            catch_per_unit: self.catch_per_unit,
+            catch_units: self.catch_units,
             practice_units: self.practice_units,
+            kmeans_activation: self.kmeans_activation.parse()?,
+            allow_query_overlap: self.allow_query_overlap,
             ii_net,
             seed: self.seed,
         };
@@ -177,6 +188,12 @@ async fn build_with(
         summary.catch_trials,
         summary.practice_trials
     );
+    if !summary.construction.overlap_override.is_empty() {
+        println!(
+            "built despite query overlap (recorded on the study): {}",
+            summary.construction.overlap_override.join(", ")
+        );
+    }
     println!(
         "activations: {} images computed, {} reused, {:.1} s ({:.1} images/s); total {:.1} s",
         summary.images_computed,

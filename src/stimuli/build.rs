@@ -2,12 +2,12 @@
 //! directions per tap and basis, exemplars and IMI-protocol trials per unit, catch and practice
 //! trials, and each unit's interpretability index. Runs in the foreground (CLI) or as a job.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 use std::time::Instant;
 
 use anyhow::{bail, ensure, Context};
-use rand::seq::{IndexedRandom, SliceRandom};
+use rand::seq::IndexedRandom;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
@@ -15,12 +15,13 @@ use sha2::{Digest, Sha256};
 use sqlx::PgPool;
 
 use super::activations::{self, Model};
-use super::directions::{self, Basis, Direction};
+use super::directions::{self, Basis, Direction, KmeansActivation};
 use super::protocol::{self, Condition, Protocol};
 use super::store::ImageStore;
 use super::{obvious_trial, ExemplarSpec, StimulusSet, TrialKind, TrialSpec, UnitSpec};
 use crate::db;
 use crate::jobs::{progress, Progress};
+use crate::study::config::Construction;
 use crate::study::StudyConfig;
 use crate::vision::{Arch, FeatureCache, Lpips, LpipsNet, Tap};
 
@@ -81,13 +82,28 @@ pub struct BuildSpec {
     pub batches: usize,
     pub references: usize,
     pub conditions: Vec<String>,
-    /// Catch trials per unit (queries from the references on screen).
-    pub catch_per_unit: usize,
-    /// Units with the clearest exemplars (highest II) whose first batch becomes practice.
+    /// Units held out of the main pool for catch trials: each gives one catch trial per batch (queries
+    /// from the references on screen). Replaces `catch_per_unit`, which older payloads carry and serde
+    /// ignores.
+    #[serde(default = "default_catch_units")]
+    pub catch_units: usize,
+    /// Units with the clearest exemplars (highest II) held out of the main pool; each gives one
+    /// practice trial (its first batch of the practice condition).
     pub practice_units: usize,
+    /// How k-means units score an image.
+    #[serde(default)]
+    pub kmeans_activation: KmeansActivation,
+    /// Build conditions whose query window overlaps the references or easy queries anyway.
+    #[serde(default)]
+    pub allow_query_overlap: bool,
     /// The LPIPS net of the interpretability index.
     pub ii_net: LpipsNet,
     pub seed: u64,
+}
+
+/// One catch unit at the default 20 batches gives 20 catch trials, past a session's default 5.
+pub fn default_catch_units() -> usize {
+    1
 }
 
 impl BuildSpec {
@@ -102,6 +118,39 @@ impl BuildSpec {
                 .map(|c| c.parse())
                 .collect::<anyhow::Result<Vec<Condition>>>()?,
         })
+    }
+
+    /// The conditions built despite overlapping the references or easy queries of `images` images,
+    /// or, without the override, the refusal naming each one and the images it needs.
+    pub fn query_overlap(&self, images: usize) -> anyhow::Result<Vec<String>> {
+        let protocol = self.protocol()?;
+        let overlapping = protocol.overlapping(images);
+        if overlapping.is_empty() || self.allow_query_overlap {
+            return Ok(overlapping.iter().map(|c| c.name()).collect());
+        }
+        let reserved = protocol.reserved_ranks();
+        let lines: Vec<String> = overlapping
+            .iter()
+            .map(|c| {
+                let needed = match c.images_to_clear(reserved) {
+                    Some(n) => format!("the smallest image set that allows it has {n} images"),
+                    None => "no image set allows it (its window reaches an end)".into(),
+                };
+                format!(
+                    "condition {} overlaps the references or easy queries with the {images} images \
+                     there are: at {} batches x {} references its queries must start at least {reserved} \
+                     ranks from each end (IMI: B x R <= start); {needed}",
+                    c.name(),
+                    self.batches,
+                    self.references
+                )
+            })
+            .collect();
+        bail!(
+            "{}. Use more images or fewer batches or references, or build anyway with \
+             --allow-query-overlap (in the lab: \"build despite query overlap\"); the study records the override.",
+            lines.join("; ")
+        )
     }
 
     pub fn parsed_taps(&self) -> anyhow::Result<Vec<Tap>> {
@@ -125,6 +174,9 @@ pub struct BuildSummary {
     pub practice_trials: usize,
     pub extraction_secs: f64,
     pub total_secs: f64,
+    /// What the study records of the build.
+    #[serde(default)]
+    pub construction: Construction,
 }
 
 /// One unit on its way to the study.
@@ -157,6 +209,7 @@ pub async fn run(
         spec.references,
         protocol.images_needed()
     );
+    let overlap_override = spec.query_overlap(images.len())?;
     let model = Model::load(pool, spec.arch, data_dir).await?;
     let extracted = activations::extract(pool, store, &model, &taps, &images, progress).await?;
     let extraction_secs = started.elapsed().as_secs_f64();
@@ -180,28 +233,35 @@ pub async fn run(
         }
     }
     ensure!(!built.is_empty(), "the sampling selected no units");
+    // How many units can be held out does not depend on which: refuse before the II's work.
+    held_out_units(spec, &built)?;
 
     interpretability(data_dir, store, spec.ii_net, &images, &mut built, progress).await?;
     let set = assemble(spec, &images, built)?;
     progress::check(progress)?;
 
     let mut config = StudyConfig::default();
-    let main_units = set
-        .trials
-        .iter()
-        .filter(|t| t.kind == TrialKind::Main)
-        .map(|t| t.unit)
-        .collect::<BTreeSet<_>>()
-        .len();
+    let main_units = set.main_units().len();
+    config.construction = Construction {
+        overlap_override,
+        kmeans_activation: set
+            .units
+            .iter()
+            .any(|u| u.basis == Basis::Kmeans.as_str())
+            .then_some(spec.kmeans_activation),
+    };
     config.trials_per_session = config.trials_per_session.min(main_units as i64);
+    // A session never has more catch than main trials (the configuration's own rule).
     config.catch_per_session = config
         .catch_per_session
-        .min(set.count(TrialKind::Catch) as i64);
+        .min(set.count(TrialKind::Catch) as i64)
+        .min(config.trials_per_session);
     config.practice.trials = config
         .practice
         .trials
         .min(set.count(TrialKind::Practice) as i64);
     config.seed = spec.seed;
+    let construction = config.construction.clone();
     let mut tx = pool.begin().await?;
     let study_id = crate::study::create(
         &mut tx,
@@ -224,6 +284,7 @@ pub async fn run(
         practice_trials: set.count(TrialKind::Practice),
         extraction_secs,
         total_secs: started.elapsed().as_secs_f64(),
+        construction,
     })
 }
 
@@ -266,10 +327,17 @@ fn units_of(
             })
             .collect::<anyhow::Result<_>>()?,
     };
+    let clustered = (basis == Basis::Kmeans
+        && spec.kmeans_activation == KmeansActivation::Distance)
+        .then(|| directions::spherical_points(rows))
+        .transpose()?;
     chosen
         .into_iter()
         .map(|d| {
-            let activations: Vec<f32> = rows.iter().map(|r| d.project(r)).collect();
+            let activations: Vec<f32> = match &clustered {
+                Some(points) => directions::centroid_closeness(points, &d.vector),
+                None => rows.iter().map(|r| d.project(r)).collect(),
+            };
             let index = d.index.to_string();
             let stimuli = protocol::build(
                 &activations,
@@ -351,23 +419,15 @@ async fn interpretability(
     Ok(())
 }
 
-/// Units, trials (main, catch, practice) and exemplars as one stimulus set.
+/// Units, trials (main, catch, practice) and exemplars as one stimulus set. Practice and catch
+/// units are held out: stored with their exemplars, but without main trials.
 fn assemble(
     spec: &BuildSpec,
     images: &[String],
     mut built: Vec<Built>,
 ) -> anyhow::Result<StimulusSet> {
+    let held_out = held_out_units(spec, &built)?;
     let mut set = StimulusSet::default();
-    // Clearest units first for practice: highest II, ties by order.
-    let mut by_clarity: Vec<usize> = (0..built.len()).collect();
-    by_clarity.sort_by(|&a, &b| {
-        let (x, y) = (
-            built[a].spec.ii.unwrap_or(f64::MIN),
-            built[b].spec.ii.unwrap_or(f64::MIN),
-        );
-        y.total_cmp(&x).then(a.cmp(&b))
-    });
-    let practice: BTreeSet<usize> = by_clarity.into_iter().take(spec.practice_units).collect();
     let practice_condition = if spec.conditions.iter().any(|c| c == "easy") {
         "easy".to_string()
     } else {
@@ -390,17 +450,13 @@ fn assemble(
                 });
             }
         }
-        let mut mains = Vec::new();
+        let role = held_out.get(&u).copied().unwrap_or(TrialKind::Main);
+        // Batches share their references across conditions: one catch trial per batch.
+        let mut batches_done = BTreeSet::new();
         for t in &b.stimuli.trials {
-            let kind = if practice.contains(&u) && t.batch == 0 && t.condition == practice_condition
-            {
-                TrialKind::Practice
-            } else {
-                TrialKind::Main
-            };
             let trial = TrialSpec {
                 unit: u,
-                kind,
+                kind: role,
                 condition: t.condition.clone(),
                 batch: t.batch as i32,
                 max_query: images[t.max_query].clone(),
@@ -408,19 +464,76 @@ fn assemble(
                 max_refs: t.max_refs.iter().map(|&i| images[i].clone()).collect(),
                 min_refs: t.min_refs.iter().map(|&i| images[i].clone()).collect(),
             };
-            if kind == TrialKind::Main {
-                mains.push(trial.clone());
-            }
-            set.trials.push(trial);
-        }
-        mains.shuffle(&mut rng);
-        for source in mains.iter().take(spec.catch_per_unit) {
-            if let Some(c) = obvious_trial(source, TrialKind::Catch, &mut rng) {
-                set.trials.push(c);
+            match role {
+                TrialKind::Main => set.trials.push(trial),
+                TrialKind::Practice => {
+                    if t.batch == 0 && t.condition == practice_condition {
+                        set.trials.push(trial);
+                    }
+                }
+                TrialKind::Catch => {
+                    if batches_done.insert(t.batch) {
+                        set.trials
+                            .extend(obvious_trial(&trial, TrialKind::Catch, &mut rng));
+                    }
+                }
             }
         }
     }
     Ok(set)
+}
+
+/// The practice units (clearest first, by II) and then the catch units (the next clearest), never
+/// the last unit of a tap and basis.
+fn held_out_units(spec: &BuildSpec, built: &[Built]) -> anyhow::Result<BTreeMap<usize, TrialKind>> {
+    let wanted = spec.practice_units.saturating_add(spec.catch_units);
+    let group = |b: &Built| (b.spec.tap.clone(), b.spec.basis.clone());
+    let mut left: BTreeMap<(String, String), usize> = BTreeMap::new();
+    for b in built {
+        *left.entry(group(b)).or_default() += 1;
+    }
+    let mut by_clarity: Vec<usize> = (0..built.len()).collect();
+    by_clarity.sort_by(|&a, &b| {
+        let (x, y) = (
+            built[a].spec.ii.unwrap_or(f64::MIN),
+            built[b].spec.ii.unwrap_or(f64::MIN),
+        );
+        y.total_cmp(&x).then(a.cmp(&b))
+    });
+    let mut held = Vec::new();
+    for u in by_clarity {
+        if held.len() == wanted {
+            break;
+        }
+        let count = left.entry(group(&built[u])).or_default();
+        if *count > 1 {
+            *count -= 1;
+            held.push(u);
+        }
+    }
+    ensure!(
+        held.len() == wanted,
+        "{} practice and {} catch units are to be held out of the main pool, but the build has {} units \
+         in {} tap x basis groups and each group keeps at least one main unit, so at most {} can be held \
+         out; sample more units per tap and basis, or hold out fewer (practice units, catch units)",
+        spec.practice_units,
+        spec.catch_units,
+        built.len(),
+        left.len(),
+        built.len() - left.len()
+    );
+    Ok(held
+        .into_iter()
+        .enumerate()
+        .map(|(i, u)| {
+            let kind = if i < spec.practice_units {
+                TrialKind::Practice
+            } else {
+                TrialKind::Catch
+            };
+            (u, kind)
+        })
+        .collect())
 }
 
 /// A seed per purpose, so adding a tap or basis never changes the others' draws.
@@ -432,4 +545,48 @@ fn seed_for(seed: u64, parts: &[&str]) -> u64 {
         h.update([0]);
     }
     u64::from_le_bytes(h.finalize()[..8].try_into().expect("8 bytes"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_job_payload_from_before_held_out_catch_units_still_loads() {
+        let old = serde_json::json!({
+            "study_slug": "s", "study_title": "S", "image_set_id": 1, "arch": "alexnet",
+            "taps": ["conv1"], "bases": ["neuron"], "units": {"random": 2}, "kmeans_k": 4,
+            "batches": 2, "references": 3, "conditions": ["easy"], "catch_per_unit": 1,
+            "practice_units": 2, "ii_net": "alex", "seed": 0
+        });
+        let spec: BuildSpec = serde_json::from_value(old).unwrap();
+        assert_eq!(spec.catch_units, default_catch_units());
+        assert_eq!(spec.kmeans_activation, KmeansActivation::Distance);
+        assert!(!spec.allow_query_overlap);
+    }
+
+    #[test]
+    fn the_overlap_refusal_names_the_condition_the_images_and_the_override() {
+        let old = serde_json::json!({
+            "study_slug": "s", "study_title": "S", "image_set_id": 1, "arch": "alexnet",
+            "taps": ["conv1"], "bases": ["neuron"], "units": "all", "kmeans_k": 4,
+            "batches": 20, "references": 9, "conditions": ["easy", "hard99", "hard85"],
+            "practice_units": 2, "ii_net": "alex", "seed": 0
+        });
+        let mut spec: BuildSpec = serde_json::from_value(old).unwrap();
+        let refusal = spec.query_overlap(1_000).unwrap_err().to_string();
+        for part in [
+            "condition hard99 overlaps the references or easy queries with the 1000 images there are",
+            "the smallest image set that allows it has 20001 images",
+            "condition hard85",
+            "has 1334 images",
+            "--allow-query-overlap",
+        ] {
+            assert!(refusal.contains(part), "{part}: {refusal}");
+        }
+        assert!(!refusal.contains("condition easy"));
+        spec.allow_query_overlap = true;
+        assert_eq!(spec.query_overlap(1_000).unwrap(), ["hard99", "hard85"]);
+        assert!(spec.query_overlap(20_001).unwrap().is_empty());
+    }
 }

@@ -39,6 +39,37 @@ impl std::str::FromStr for Basis {
     }
 }
 
+/// How a k-means unit scores an image: `distance` is the seed paper's Eq. 6, f(x) = -||y(x) - v||
+/// with y(x) the centred, L2-normalised activations the clustering saw; `projection` is a(x) . v.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum KmeansActivation {
+    #[default]
+    Distance,
+    Projection,
+}
+
+impl KmeansActivation {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            KmeansActivation::Distance => "distance",
+            KmeansActivation::Projection => "projection",
+        }
+    }
+}
+
+impl std::str::FromStr for KmeansActivation {
+    type Err = anyhow::Error;
+
+    fn from_str(s: &str) -> anyhow::Result<KmeansActivation> {
+        match s {
+            "distance" => Ok(KmeansActivation::Distance),
+            "projection" => Ok(KmeansActivation::Projection),
+            other => bail!("unknown k-means activation `{other}` (known: distance, projection)"),
+        }
+    }
+}
+
 /// A unit's direction; `explained_variance` is the share of variance of a principal axis.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Direction {
@@ -121,6 +152,34 @@ pub fn principal_axes(rows: &[Vec<f32>]) -> anyhow::Result<Vec<Direction>> {
         .collect())
 }
 
+/// The data spherical k-means clusters: each image's activations, centred over the images and scaled
+/// to unit length (an image at the mean stays zero).
+pub fn spherical_points(rows: &[Vec<f32>]) -> anyhow::Result<Vec<Vec<f64>>> {
+    let c = channels(rows)?;
+    Ok(centre(rows, c)
+        .into_iter()
+        .map(|mut r| {
+            normalise(&mut r);
+            r
+        })
+        .collect())
+}
+
+/// Eq. 6 of the seed paper: -||y(x) - v|| for every image's clustered point y(x) and centroid v.
+pub fn centroid_closeness(points: &[Vec<f64>], centroid: &[f32]) -> Vec<f32> {
+    points
+        .iter()
+        .map(|p| {
+            let squared: f64 = p
+                .iter()
+                .zip(centroid)
+                .map(|(y, &v)| (y - v as f64).powi(2))
+                .sum();
+            -(squared.sqrt() as f32)
+        })
+        .collect()
+}
+
 /// Spherical k-means (cosine similarity) on the centred, L2-normalised activations, seeded k-means++
 /// initialisation; centroids are unit vectors, ordered by cluster size (largest first).
 pub fn spherical_kmeans(rows: &[Vec<f32>], k: usize, seed: u64) -> anyhow::Result<Vec<Direction>> {
@@ -131,13 +190,7 @@ pub fn spherical_kmeans(rows: &[Vec<f32>], k: usize, seed: u64) -> anyhow::Resul
         "k-means with k = {k} needs at least {k} images (have {})",
         rows.len()
     );
-    let points: Vec<Vec<f64>> = centre(rows, c)
-        .into_iter()
-        .map(|mut r| {
-            normalise(&mut r);
-            r
-        })
-        .collect();
+    let points = spherical_points(rows)?;
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
     let mut centroids = plus_plus(&points, k, &mut rng);
     let mut assignment = vec![usize::MAX; points.len()];
@@ -365,6 +418,47 @@ mod tests {
             xs.iter().any(|&x| x > 0.99) && xs.iter().any(|&x| x < -0.99),
             "{xs:?}"
         );
+    }
+
+    #[test]
+    fn the_distance_activation_is_minus_the_distance_to_the_centroid_on_normalised_data() {
+        // The rows have mean zero, so y(x) is each row scaled to unit length.
+        let rows = vec![
+            vec![2.0, 0.0],
+            vec![0.5, 0.1],
+            vec![-2.0, 0.0],
+            vec![-0.5, -0.1],
+        ];
+        let v = [0.6f32, 0.8];
+        let distance = centroid_closeness(&spherical_points(&rows).unwrap(), &v);
+        // ||y - v|| = sqrt(2 - 2 cos(y, v)) for unit vectors.
+        let by_hand = |x: f64, y: f64| {
+            let cos = (0.6 * x + 0.8 * y) / (x * x + y * y).sqrt();
+            -(2.0 - 2.0 * cos).sqrt()
+        };
+        let expected = [
+            -(0.8f64).sqrt(),
+            by_hand(0.5, 0.1),
+            by_hand(-2.0, 0.0),
+            by_hand(-0.5, -0.1),
+        ];
+        for (got, want) in distance.iter().zip(expected) {
+            assert!((*got as f64 - want).abs() < 1e-6, "{got} vs {want}");
+        }
+        // The projection prefers the long row (2, 0); closeness prefers (0.5, 0.1), nearer v in angle.
+        let direction = Direction {
+            index: 0,
+            vector: v.to_vec(),
+            explained_variance: None,
+        };
+        let projection: Vec<f32> = rows.iter().map(|r| direction.project(r)).collect();
+        assert!(projection[0] > projection[1]);
+        assert!(distance[1] > distance[0]);
+        assert_eq!(
+            "distance".parse::<KmeansActivation>().unwrap(),
+            KmeansActivation::default()
+        );
+        assert!("nearest".parse::<KmeansActivation>().is_err());
     }
 
     #[test]

@@ -1,5 +1,10 @@
 //! Imports of stimuli in the IMI psychophysics dataset's folder layouts:
-//! - trial folders: `index.json` + `trials/trial_<k>/{queries/{max,min}.png, references/{max,min}_<i>.png}`;
+//! - trial folders: `index.json` + `trials/trial_<k>/{queries/{max,min}.png, references/{max,min}_<i>.png}`.
+//!   `catch_trial_idxs` in index.json lists the catch trials by their `k` (1-based, as IMI's
+//!   create_task_structure_from_json writes them and its task.js reads them). A trial's unit is the
+//!   `<layer>/channel_<u>` its source names: index.json's optional `trials` list (in `k` order; IMI's
+//!   task-structure entries, with a `queries` or `references` path, or `{"layer", "channel", "model"}`),
+//!   else the folder's own path; a trial nothing names is a unit of its own;
 //! - exemplar folders: `<model>/<layer>/channel_<u>/natural_images/[batch_<k>/]{max,min}_{0..9}.png`,
 //!   where the `_9` images are the queries and `_0.._8` the references.
 
@@ -67,6 +72,84 @@ pub fn import(root: &Path, model: &str, store: &ImageStore) -> anyhow::Result<Im
 struct TrialIndex {
     task_name: String,
     n_trials: Option<serde_json::Value>,
+    /// 1-based trial numbers `k` of `trial_<k>`.
+    #[serde(default)]
+    catch_trial_idxs: Vec<serde_json::Value>,
+    /// Where each trial came from, in `k` order.
+    #[serde(default)]
+    trials: Vec<TrialSource>,
+}
+
+/// A trial's source: IMI's task-structure entry (`queries`, `references`, `mode`) or its unit named.
+#[derive(Deserialize, Default)]
+struct TrialSource {
+    model: Option<String>,
+    layer: Option<String>,
+    channel: Option<serde_json::Value>,
+    queries: Option<String>,
+    references: Option<String>,
+    mode: Option<String>,
+}
+
+/// A unit as a path names it: `[<model>/]<layer>/channel_<u>[/.../batch_<k>]`.
+#[derive(Debug, PartialEq)]
+struct NamedUnit {
+    model: Option<String>,
+    layer: String,
+    channel: u32,
+    batch: Option<u32>,
+}
+
+fn unit_in_path(path: &str) -> Option<NamedUnit> {
+    let parts: Vec<&str> = path.split(['/', '\\']).filter(|p| !p.is_empty()).collect();
+    let at = parts.iter().rposition(|p| {
+        p.strip_prefix("channel_")
+            .is_some_and(|c| c.parse::<u32>().is_ok())
+    })?;
+    let channel = parts[at].strip_prefix("channel_")?.parse().ok()?;
+    let layer = parts.get(at.checked_sub(1)?)?.to_string();
+    let model = at
+        .checked_sub(2)
+        .and_then(|i| parts.get(i))
+        .map(|m| m.to_string());
+    let batch = parts[at..]
+        .iter()
+        .find_map(|p| p.strip_prefix("batch_").and_then(|b| b.parse().ok()));
+    Some(NamedUnit {
+        model,
+        layer,
+        channel,
+        batch,
+    })
+}
+
+impl TrialSource {
+    fn unit(&self, k: u32) -> anyhow::Result<Option<NamedUnit>> {
+        if let Some(layer) = &self.layer {
+            let channel = self
+                .channel
+                .as_ref()
+                .and_then(number)
+                .and_then(|c| u32::try_from(c).ok())
+                .with_context(|| {
+                    format!("index.json: trial {k} names layer {layer} but no channel number")
+                })?;
+            return Ok(Some(NamedUnit {
+                model: self.model.clone(),
+                layer: layer.clone(),
+                channel,
+                batch: None,
+            }));
+        }
+        Ok([&self.queries, &self.references]
+            .into_iter()
+            .flatten()
+            .find_map(|p| unit_in_path(p))
+            .map(|u| NamedUnit {
+                model: self.model.clone().or(u.model),
+                ..u
+            }))
+    }
 }
 
 struct Importer<'a> {
@@ -88,20 +171,85 @@ impl Importer<'_> {
                 trials.len()
             );
         }
-        for (k, dir) in trials {
+        ensure!(
+            index.trials.is_empty() || index.trials.len() == trials.len(),
+            "{} describes {} trials in `trials` but {} trial folders exist",
+            index_path.display(),
+            index.trials.len(),
+            trials.len()
+        );
+        let numbers: Vec<u32> = trials.iter().map(|(k, _)| *k).collect();
+        let mut catch = Vec::new();
+        for value in &index.catch_trial_idxs {
+            let k = number(value)
+                .and_then(|k| u32::try_from(k).ok())
+                .filter(|k| numbers.contains(k))
+                .with_context(|| {
+                    format!(
+                        "{}: catch_trial_idxs names trial {value}, but the trial folders are trial_{} \
+                         to trial_{} (the indices count from 1, as the folders do)",
+                        index_path.display(),
+                        numbers.first().unwrap_or(&0),
+                        numbers.last().unwrap_or(&0)
+                    )
+                })?;
+            catch.push(k);
+        }
+        let folder_unit = unit_in_path(&root.canonicalize()?.to_string_lossy());
+        for (position, (k, dir)) in trials.into_iter().enumerate() {
+            let source = index.trials.get(position);
+            let named = match source {
+                Some(source) => source.unit(k)?,
+                None => None,
+            };
+            let is_catch = catch.contains(&k)
+                || source.is_some_and(|s| s.mode.as_deref() == Some("catch_trial"));
+            let (unit, batch) = match named.as_ref().or(folder_unit.as_ref()) {
+                Some(u) => (
+                    self.unit(
+                        u.model.as_deref().unwrap_or(model),
+                        &u.layer,
+                        u.channel as i32,
+                    ),
+                    u.batch.unwrap_or(0),
+                ),
+                // Nothing names the unit: the trial stands for a unit of its own.
+                None => (self.unit(model, &index.task_name, k as i32), 0),
+            };
             let references = dir.join("references");
-            let unit = self.unit(model, &index.task_name, k as i32);
             let trial = TrialSpec {
                 unit,
-                kind: TrialKind::Main,
-                condition: "imported".into(),
-                batch: 0,
+                kind: if is_catch {
+                    TrialKind::Catch
+                } else {
+                    TrialKind::Main
+                },
+                condition: if is_catch { "catch" } else { "imported" }.into(),
+                batch: batch as i32,
                 max_query: self.image(&dir.join("queries/max.png"))?,
                 min_query: self.image(&dir.join("queries/min.png"))?,
                 max_refs: self.ranked(&references, "max_", None)?,
                 min_refs: self.ranked(&references, "min_", None)?,
             };
             self.push(trial, &dir)?;
+        }
+        // IMI's catch units come from their own folder; one shared with main trials would bias it.
+        for (u, spec) in self.set.units.iter().enumerate() {
+            let kinds: Vec<TrialKind> = self
+                .set
+                .trials
+                .iter()
+                .filter(|t| t.unit == u)
+                .map(|t| t.kind)
+                .collect();
+            ensure!(
+                !(kinds.contains(&TrialKind::Main) && kinds.contains(&TrialKind::Catch)),
+                "{}: unit {} channel {} has both main and catch trials; catch trials must show \
+                 units of their own",
+                index_path.display(),
+                spec.tap,
+                spec.index
+            );
         }
         Ok(())
     }
@@ -263,4 +411,28 @@ fn number(value: &serde_json::Value) -> Option<u64> {
     value
         .as_u64()
         .or_else(|| value.as_str().and_then(|s| s.parse().ok()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn paths_name_their_model_layer_channel_and_batch() {
+        assert_eq!(
+            unit_in_path("/stimuli/googlenet/mixed4a/channel_12/natural_images/batch_2"),
+            Some(NamedUnit {
+                model: Some("googlenet".into()),
+                layer: "mixed4a".into(),
+                channel: 12,
+                batch: Some(2),
+            })
+        );
+        assert_eq!(
+            unit_in_path("conv2/channel_5").map(|u| (u.model, u.layer, u.channel)),
+            Some((None, "conv2".into(), 5))
+        );
+        assert_eq!(unit_in_path("/data/trials/trial_3"), None);
+        assert_eq!(unit_in_path("channel_3"), None);
+    }
 }

@@ -91,6 +91,63 @@ impl Protocol {
     pub fn images_needed(&self) -> usize {
         2 * (self.batches * self.references + self.batches)
     }
+
+    /// Ranks at each end that references and easy queries take: B x R + B.
+    pub fn reserved_ranks(&self) -> usize {
+        self.batches * (self.references + 1)
+    }
+
+    /// The conditions whose query window reaches into the references or easy queries of `n` images.
+    pub fn overlapping(&self, n: usize) -> Vec<&Condition> {
+        self.conditions
+            .iter()
+            .filter(|c| !c.clear_of(self.reserved_ranks(), n))
+            .collect()
+    }
+}
+
+impl Condition {
+    /// Whether the queries keep clear of the `reserved` ranks at each end among `n` images (IMI asserts
+    /// B x R <= start). Easy queries are the reserved ranks' own last B.
+    pub fn clear_of(&self, reserved: usize, n: usize) -> bool {
+        if n == 0 {
+            return false;
+        }
+        match self {
+            Condition::Easy => true,
+            Condition::Hard(p) => hard_start(*p, n) >= reserved,
+            Condition::Custom { max, min } => [max, min].iter().all(|&&(lo, hi)| {
+                // The window spans ranks (1 - hi)(n - 1) from the top to lo (n - 1) from the bottom.
+                let (last, reserved) = ((n - 1) as f64, reserved as f64 - 1e-9);
+                (1.0 - hi) * last >= reserved && lo * last >= reserved
+            }),
+        }
+    }
+
+    /// The smallest image set whose ranks leave this condition's queries clear of the `reserved`
+    /// ranks; `None` when none does (a window that touches 0 or 1).
+    pub fn images_to_clear(&self, reserved: usize) -> Option<usize> {
+        // Clearing is monotone in n, so a binary search finds the first n.
+        let (mut lo, mut hi) = (1usize, 1usize << 40);
+        if !self.clear_of(reserved, hi) {
+            return None;
+        }
+        while lo < hi {
+            let mid = lo + (hi - lo) / 2;
+            if self.clear_of(reserved, mid) {
+                hi = mid;
+            } else {
+                lo = mid + 1;
+            }
+        }
+        Some(lo)
+    }
+}
+
+/// The rank from the extreme at which a hard-p condition's queries start among `n` images:
+/// (n - 1) - floor(p n / 100).
+pub fn hard_start(p: u8, n: usize) -> usize {
+    (n - 1).saturating_sub(p as usize * n / 100)
 }
 
 /// One trial in image indices.
@@ -435,6 +492,43 @@ mod tests {
             build(&acts, &p, 7).unwrap().trials,
             build(&acts, &p, 8).unwrap().trials
         );
+    }
+
+    #[test]
+    fn hard_conditions_need_their_images_at_twenty_batches_of_nine() {
+        let p = protocol(&["hard99", "hard95", "hard85"]);
+        assert_eq!(p.reserved_ranks(), 200);
+        let needed: Vec<Option<usize>> = p
+            .conditions
+            .iter()
+            .map(|c| c.images_to_clear(p.reserved_ranks()))
+            .collect();
+        assert_eq!(needed, [Some(20_001), Some(4_001), Some(1_334)]);
+        // Exactly at the bound and one image short of it.
+        assert_eq!(hard_start(99, 20_001), 200);
+        assert_eq!(hard_start(99, 20_000), 199);
+        assert_eq!(hard_start(85, 1_333), 199);
+        let names = |n| {
+            p.overlapping(n)
+                .iter()
+                .map(|c| c.name())
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(names(1_000), ["hard99", "hard95", "hard85"]);
+        assert_eq!(names(4_001), ["hard99"]);
+        assert!(names(20_001).is_empty());
+    }
+
+    #[test]
+    fn custom_windows_are_checked_at_both_ends() {
+        let reserved = protocol(&["easy"]).reserved_ranks();
+        let c: Condition = "custom:0.9-0.95".parse().unwrap();
+        // Rank (1 - 0.95)(n - 1) >= 200 from n = 4001.
+        assert_eq!(c.images_to_clear(reserved), Some(4_001));
+        assert!(!c.clear_of(reserved, 1_000));
+        let touching: Condition = "custom:0.9-1".parse().unwrap();
+        assert_eq!(touching.images_to_clear(reserved), None);
+        assert!(Condition::Easy.clear_of(reserved, 400));
     }
 
     #[test]

@@ -2,6 +2,8 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::stimuli::directions::KmeansActivation;
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct StudyConfig {
@@ -26,6 +28,19 @@ pub struct StudyConfig {
     pub release_after_secs: f64,
     /// Seeds scheduling and query order.
     pub seed: u64,
+    /// How the stimuli were built, where a choice changes what the numbers mean.
+    #[serde(default)]
+    pub construction: Construction,
+}
+
+/// A record of the build's choices, written by `stimuli build`; not a setting.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Construction {
+    /// Conditions built despite their query window overlapping the references or easy queries.
+    pub overlap_override: Vec<String>,
+    /// How k-means units score an image; `None` when the study has no k-means units.
+    pub kmeans_activation: Option<KmeansActivation>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -101,6 +116,7 @@ impl Default for StudyConfig {
             responses_per_unit: 30,
             release_after_secs: 2500.0,
             seed: 0,
+            construction: Construction::default(),
         }
     }
 }
@@ -336,6 +352,21 @@ mod tests {
     fn unknown_fields_are_refused_on_load() {
         let error = StudyConfig::from_json(serde_json::json!({"trials": 3})).unwrap_err();
         assert!(error.contains("unknown field"), "{error}");
+    }
+
+    #[test]
+    fn a_config_stored_before_the_construction_record_still_loads() {
+        let mut old = serde_json::to_value(StudyConfig::default()).unwrap();
+        old.as_object_mut().unwrap().remove("construction");
+        assert_eq!(StudyConfig::from_json(old).unwrap(), StudyConfig::default());
+        let built = serde_json::json!({"construction": {
+            "overlap_override": ["hard99"], "kmeans_activation": "distance"}});
+        let config = StudyConfig::from_json(built).unwrap();
+        assert_eq!(config.construction.overlap_override, ["hard99"]);
+        assert_eq!(
+            config.construction.kmeans_activation,
+            Some(KmeansActivation::Distance)
+        );
     }
 
     #[test]

@@ -146,8 +146,10 @@ struct BuildForm {
     conditions: String,
     batches: String,
     references: String,
-    catch_per_unit: String,
+    catch_units: String,
     practice_units: String,
+    kmeans_activation: String,
+    allow_query_overlap: Option<String>,
     seed: String,
 }
 
@@ -168,8 +170,10 @@ impl BuildForm {
             conditions: "easy".into(),
             batches: "20".into(),
             references: "9".into(),
-            catch_per_unit: "1".into(),
+            catch_units: crate::stimuli::build::default_catch_units().to_string(),
             practice_units: "3".into(),
+            kmeans_activation: "distance".into(),
+            allow_query_overlap: None,
             seed: "0".into(),
         }
     }
@@ -721,8 +725,13 @@ async fn validate(
                 .map(|c| c.trim().to_string())
                 .filter(|c| !c.is_empty())
                 .collect(),
-            catch_per_unit: number(&form.catch_per_unit, "Catch trials per unit", 20)?,
+            catch_units: number(&form.catch_units, "Catch units", 20)?,
             practice_units: number(&form.practice_units, "Practice units", 20)?,
+            kmeans_activation: match form.kmeans_activation.trim() {
+                "" => Default::default(),
+                k => k.parse().map_err(|e| format!("k-means activation: {e}"))?,
+            },
+            allow_query_overlap: form.allow_query_overlap.is_some(),
             ii_net: LpipsNet::Alex,
             seed: form
                 .seed
@@ -763,6 +772,9 @@ async fn validate(
             "{} batches x {} references need at least {needed} images; the set has {images}.",
             spec.batches, spec.references
         )));
+    }
+    if let Err(refusal) = spec.query_overlap(images) {
+        return Ok(Err(format!("{refusal}")));
     }
     Ok(Ok(spec))
 }

@@ -210,6 +210,8 @@ impl StudyForm {
             responses_per_unit,
             release_after_secs,
             seed,
+            // A record of the build, not a setting: `update` keeps the study's own.
+            construction: Default::default(),
         };
         let parsed: Vec<String> = problems.iter().map(|p| p.field.clone()).collect();
         for error in config.validate() {
@@ -387,7 +389,7 @@ async fn update(
         form.slug = study.slug.clone();
     }
     let checked = check(&mut tx, &form, study.id).await?;
-    let Ok(config) = checked else {
+    let Ok(mut config) = checked else {
         let problems = checked.err().unwrap_or_default();
         return page(
             StatusCode::UNPROCESSABLE_ENTITY,
@@ -401,6 +403,7 @@ async fn update(
             },
         );
     };
+    config.construction = study.config.construction.clone();
     db::studies::update(
         &mut tx,
         study.id,
