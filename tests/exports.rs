@@ -405,6 +405,8 @@ async fn plots_are_written_and_the_results_page_shows_the_analysis() {
     assert!(html.contains("data-testid=\"stratified-summary\""));
     assert!(html.contains("data-testid=\"layer-by-observer\""));
     assert!(html.contains("data-testid=\"accuracy-by-layer-and-basis\""));
+    // The synthetic set makes catch trials from main units: the page says its numbers are biased.
+    assert!(html.contains("data-testid=\"practice-overlap\""));
     assert!(html.contains("observer lpips-alex/max-set"));
     assert!(html.contains("synthetic/orientation"));
     assert!(html.contains("<svg"), "figures inline");

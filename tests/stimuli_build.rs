@@ -367,7 +367,8 @@ async fn holding_out_more_units_than_a_tap_and_basis_can_spare_is_refused() {
 async fn a_hard99_build_over_the_imagenet_sample_is_refused_unless_overridden() {
     let images = vision_common::photo_dir();
     let data = vision_common::data_dir_with_weights();
-    let pool = common::fresh_database().await;
+    let app = common::spawn_app().await;
+    let pool = app.pool.clone();
     let url = common::database_url(&pool);
     let build = |extra: &[&str]| {
         let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_meilab"));
@@ -433,6 +434,33 @@ async fn a_hard99_build_over_the_imagenet_sample_is_refused_unless_overridden() 
         construction,
         serde_json::json!({"overlap_override": ["hard99"], "kmeans_activation": null})
     );
+
+    // The override shows with the results: on the page and in units.csv.
+    let id: i64 = sqlx::query_scalar("SELECT id FROM studies WHERE slug = 'hard'")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    app.create_account("rita", meilab::accounts::Role::Researcher)
+        .await;
+    let rita = app.login("rita").await;
+    let (status, html) = rita.text(&format!("/admin/studies/{id}/results")).await;
+    assert_eq!(status, 200);
+    assert!(
+        html.contains("data-testid=\"overlap-override\"") && html.contains("the queries of hard99"),
+        "{html}"
+    );
+    let (status, csv) = rita.text(&format!("/admin/studies/{id}/units.csv")).await;
+    assert_eq!(status, 200);
+    let mut reader = csv::Reader::from_reader(csv.as_bytes());
+    let column = reader
+        .headers()
+        .unwrap()
+        .iter()
+        .position(|h| h == "query_overlap_override")
+        .expect("units.csv names the override");
+    let rows: Vec<csv::StringRecord> = reader.records().map(Result::unwrap).collect();
+    assert!(!rows.is_empty());
+    assert!(rows.iter().all(|r| &r[column] == "hard99"), "{csv}");
 }
 
 #[tokio::test(flavor = "multi_thread")]

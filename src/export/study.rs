@@ -13,6 +13,7 @@ use crate::analysis::bootstrap::RESAMPLES;
 use crate::analysis::plots::{self, AucPoint};
 use crate::analysis::report::{self, AgreementRow, StudyAnalysis};
 use crate::db;
+use crate::study::config::Construction;
 
 /// A study's analysis, the observer whose judgments give the units' model accuracy (none when nothing
 /// was scored), and what the reader must know about how the study was built.
@@ -23,6 +24,8 @@ pub struct Analysed {
     pub resamples: usize,
     /// Main units that also served as practice or catch units (studies built before they were held out).
     pub units_also_practice_or_catch: i64,
+    /// How the stimuli were built: overrides and choices the numbers depend on.
+    pub construction: Construction,
 }
 
 /// The observer an analysis uses: the one asked for, else the seed paper's if it scored the study,
@@ -73,6 +76,10 @@ pub async fn analyse_study(
     let responses = db::analysis_data::responses(&mut conn, study_id).await?;
     let judgments = db::analysis_data::judgments(&mut conn, study_id, &observers).await?;
     let overlap = db::analysis_data::units_also_practice_or_catch(&mut conn, study_id).await?;
+    let construction = db::studies::by_study_id(&mut conn, study_id)
+        .await?
+        .map(|s| s.config.construction)
+        .unwrap_or_default();
     drop(conn);
     let name = primary.clone();
     let analysis = tokio::task::spawn_blocking(move || {
@@ -84,6 +91,7 @@ pub async fn analyse_study(
         analysis,
         resamples,
         units_also_practice_or_catch: overlap,
+        construction,
     })
 }
 

@@ -5,7 +5,7 @@ use super::{cell, number, take, writer};
 use crate::analysis::agreement::RESAMPLED;
 use crate::analysis::report::StudyAnalysis;
 
-pub const UNITS_HEADER: [&str; 14] = [
+pub const UNITS_HEADER: [&str; 16] = [
     "unit_id",
     "model",
     "tap",
@@ -20,6 +20,8 @@ pub const UNITS_HEADER: [&str; 14] = [
     "model_accuracy",
     "mean_score",
     "ii",
+    "query_overlap_override",
+    "kmeans_activation",
 ];
 
 pub const AGREEMENT_HEADER: [&str; 21] = [
@@ -61,11 +63,15 @@ pub const ROC_HEADER: [&str; 8] = [
 pub const STRATUM: &str = "stratum";
 pub const STRATIFIED_SUMMARY: &str = "stratified summary";
 
-/// Per main unit: human accuracy (Wilson 95 % CI), the observer's accuracy and mean s_t, and II.
+/// Per main unit: human accuracy (Wilson 95 % CI), the observer's accuracy and mean s_t, and II; the
+/// conditions built despite overlapping the references (an override recorded on the study) and, for
+/// k-means units, how they score an image.
 pub fn units_csv(analysed: &Analysed) -> csv::Result<Vec<u8>> {
     let mut w = writer();
     w.write_record(UNITS_HEADER)?;
     let observer = cell(analysed.observer.as_deref().unwrap_or_default()).into_owned();
+    let construction = &analysed.construction;
+    let overridden = cell(&construction.overlap_override.join(";")).into_owned();
     for u in &analysed.analysis.units {
         w.write_record([
             u.id.to_string(),
@@ -82,6 +88,11 @@ pub fn units_csv(analysed: &Analysed) -> csv::Result<Vec<u8>> {
             number(u.model_accuracy),
             number(u.mean_score),
             number(u.ii),
+            overridden.clone(),
+            match construction.kmeans_activation {
+                Some(a) if u.basis == "kmeans" => a.as_str().to_string(),
+                _ => String::new(),
+            },
         ])?;
     }
     Ok(take(&mut w)?)
@@ -192,6 +203,7 @@ mod tests {
             analysis: analyse(&units, &responses, &judgments, Some(observer), 100),
             resamples: 100,
             units_also_practice_or_catch: 0,
+            construction: Default::default(),
         };
         let a = &analysed.analysis;
         for (bytes, header) in [

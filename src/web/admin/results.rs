@@ -118,6 +118,8 @@ struct ResultsPage {
     ii_by_basis: Vec<(String, String)>,
     resampled: &'static str,
     units_also_practice_or_catch: i64,
+    overlap_override: Vec<String>,
+    kmeans_activation: Option<&'static str>,
     downloads: Vec<Download>,
 }
 
@@ -157,7 +159,7 @@ fn downloads(id: i64) -> Vec<Download> {
         },
         Download {
             name: "units.csv",
-            what: "Per main unit (practice and catch units are held out): human accuracy with its Wilson 95 % CI and number of responses, the observer's accuracy and mean evidence, and the interpretability index.",
+            what: "Per main unit (practice and catch units are held out): human accuracy with its Wilson 95 % CI and number of responses, the observer's accuracy and mean evidence, the interpretability index, the conditions built despite overlapping the references (an override), and how k-means units score an image.",
             href: href(What::Units),
         },
         Download {
@@ -287,6 +289,8 @@ async fn show(state: web::Data<AppState>, admin: Admin, id: web::Path<i64>) -> P
                 .collect(),
             resampled: RESAMPLED,
             units_also_practice_or_catch: analysed.units_also_practice_or_catch,
+            overlap_override: analysed.construction.overlap_override.clone(),
+            kmeans_activation: analysed.construction.kmeans_activation.map(|a| a.as_str()),
             downloads: downloads(study.id),
         },
     )
