@@ -254,15 +254,7 @@ async fn answers_per_position_counts_catch_answers_just_passing_and_just_failing
         let mut catch_positions = 0;
         while let Some(trial) = p.next_trial().await {
             let position = trial["position"].as_i64().unwrap();
-            let kind: String = sqlx::query_scalar(
-                "SELECT t.kind FROM assignments a JOIN sessions s ON s.id = a.session_id
-                 JOIN trials t ON t.id = a.trial_id WHERE s.token = $1 AND a.position = $2",
-            )
-            .bind(&p.token)
-            .bind(position as i32)
-            .fetch_one(&app.pool)
-            .await
-            .unwrap();
+            let kind = app.kind_at(&p.token, position).await;
             // The rule counts positions, not correctness (catch accuracy is not checked here).
             let chosen = if kind == "catch" {
                 catch_positions += 1;

@@ -41,18 +41,6 @@ fn config() -> StudyConfig {
     }
 }
 
-async fn kind_at(app: &TestApp, token: &str, position: i64) -> String {
-    sqlx::query_scalar(
-        "SELECT t.kind FROM assignments a JOIN sessions s ON s.id = a.session_id
-         JOIN trials t ON t.id = a.trial_id WHERE s.token = $1 AND a.position = $2",
-    )
-    .bind(token)
-    .bind(position as i32)
-    .fetch_one(&app.pool)
-    .await
-    .expect("assignment")
-}
-
 /// A scored study answered by eight careful participants (catch trials right, main trials right about
 /// three times in four) and one careless one, who is excluded.
 async fn answered_study(app: &TestApp) -> i64 {
@@ -85,7 +73,7 @@ async fn answered_study(app: &TestApp) -> i64 {
         while let Some(trial) = p.next_trial().await {
             let position = trial["position"].as_i64().unwrap();
             let max = p.max_index(position).await;
-            let right = kind_at(app, &p.token, position).await == "catch"
+            let right = app.kind_at(&p.token, position).await == "catch"
                 || (who * 7 + position * 3) % 4 != 0;
             let chosen = if right { max } else { 1 - max };
             let (status, reply) = p.answer(Participant::answer_body(position, chosen)).await;
@@ -178,8 +166,8 @@ fn pair_count_auc(right: &[f64], wrong: &[f64]) -> f64 {
 #[derive(Default)]
 struct Stratum(Vec<(f64, bool, bool, bool)>, f64);
 
-/// AUC of auc_correct (s predicts right) or auc_choice (signed s predicts chose top) by pair counting;
-/// with `pairs`, also the number of pairs, to pool strata.
+/// auc_correct (s predicts right) or auc_choice (signed s predicts chose top) by pair counting, as
+/// (AUC x pairs, pairs) so that strata pool by summing both.
 fn stratum_auc(s: &Stratum, choice: bool) -> (f64, f64) {
     let points: Vec<(f64, bool)> =
         s.0.iter()

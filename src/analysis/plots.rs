@@ -1,6 +1,7 @@
 //! SVG figures of an analysis (plotters): ROC curves per stratum, agreement AUCs with their bootstrap
 //! CIs (per stratum, and per studied layer x observer), and human against model accuracy per unit.
 
+use plotters::coord::types::RangedCoordf64;
 use plotters::prelude::*;
 
 use super::bootstrap::Interval;
@@ -20,6 +21,19 @@ fn err<E: std::fmt::Debug>(e: E) -> PlotError {
 fn colour(i: usize) -> RGBColor {
     let (r, g, b) = Palette99::pick(i).to_rgba().rgb();
     RGBColor(r, g, b)
+}
+
+/// The series labels, at the lower right on a light box.
+fn legend<'a, DB: DrawingBackend + 'a>(
+    chart: &mut ChartContext<'a, DB, Cartesian2d<RangedCoordf64, RangedCoordf64>>,
+) -> Result<(), PlotError> {
+    chart
+        .configure_series_labels()
+        .position(SeriesLabelPosition::LowerRight)
+        .background_style(WHITE.mix(0.85))
+        .border_style(BLACK.mix(0.4))
+        .draw()
+        .map_err(err)
 }
 
 /// Keeps a label short enough for an axis.
@@ -76,13 +90,7 @@ pub fn roc_svg(strata: &[&AgreementRow]) -> Result<String, PlotError> {
                 });
         }
         if !strata.is_empty() {
-            chart
-                .configure_series_labels()
-                .position(SeriesLabelPosition::LowerRight)
-                .background_style(WHITE.mix(0.85))
-                .border_style(BLACK.mix(0.4))
-                .draw()
-                .map_err(err)?;
+            legend(&mut chart)?;
         }
         root.present().map_err(err)?;
     }
@@ -182,13 +190,7 @@ pub fn auc_svg(title: &str, x_desc: &str, points: &[AucPoint]) -> Result<String,
                 .legend(move |(x, y)| Circle::new((x + 8, y), 4, c.filled()));
         }
         if !series.is_empty() {
-            chart
-                .configure_series_labels()
-                .position(SeriesLabelPosition::LowerRight)
-                .background_style(WHITE.mix(0.85))
-                .border_style(BLACK.mix(0.4))
-                .draw()
-                .map_err(err)?;
+            legend(&mut chart)?;
         }
         root.present().map_err(err)?;
     }
@@ -247,13 +249,7 @@ pub fn accuracy_svg(units: &[UnitResult]) -> Result<String, PlotError> {
                 .legend(move |(x, y)| Circle::new((x + 8, y), 4, c.filled()));
         }
         if !layers.is_empty() {
-            chart
-                .configure_series_labels()
-                .position(SeriesLabelPosition::LowerRight)
-                .background_style(WHITE.mix(0.85))
-                .border_style(BLACK.mix(0.4))
-                .draw()
-                .map_err(err)?;
+            legend(&mut chart)?;
         }
         root.present().map_err(err)?;
     }

@@ -142,6 +142,19 @@ impl TestApp {
             .await
             .expect("count query")
     }
+
+    /// The kind (main, catch, practice) of the trial at `position` of a session.
+    pub async fn kind_at(&self, token: &str, position: i64) -> String {
+        sqlx::query_scalar(
+            "SELECT t.kind FROM assignments a JOIN sessions s ON s.id = a.session_id
+             JOIN trials t ON t.id = a.trial_id WHERE s.token = $1 AND a.position = $2",
+        )
+        .bind(token)
+        .bind(position as i32)
+        .fetch_one(&self.pool)
+        .await
+        .expect("assignment")
+    }
 }
 
 /// A participant driven through the JSON API.
