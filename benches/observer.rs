@@ -14,8 +14,8 @@ use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 
 use meilab::db::judgments::TrialImages;
-use meilab::jobs::progress::Silent;
 use meilab::observer::{load_from_store, score_trials, Layers, Rule, DEFAULT_CACHE_BYTES};
+use meilab::progress::Silent;
 use meilab::stimuli::store::ImageStore;
 use meilab::vision::{Lpips, LpipsNet};
 

@@ -26,7 +26,7 @@ pub struct Settings {
     /// PostgreSQL, whose backends share the same cores.
     pub db_pool_size: u32,
     /// New participant sessions one client address may start per minute, all at once if it likes
-    /// (default [`crate::web::api::limit::DEFAULT_PER_MINUTE`]; 0 = no limit). `meilab loadtest` from one
+    /// (default [`SESSIONS_PER_IP_PER_MINUTE`]; 0 = no limit). `meilab loadtest` from one
     /// machine needs at least its participant count.
     pub sessions_per_ip_per_minute: u32,
     /// Reverse proxies whose `X-Forwarded-For` names the client, as addresses or networks
@@ -44,6 +44,14 @@ pub struct Settings {
     pub secret: Option<SecretString>,
 }
 
+/// New sessions per client address per minute, all of them available at once. 120 lets a whole class
+/// or lab group behind one NAT start in the same minute (larger groups are spread over the following
+/// minutes by `Retry-After`, which the participant page honours), while a flood from one address gets
+/// 120 sessions a minute instead of every unit's quota: 1,100 parallel starts from one address create
+/// 120 sessions. `meilab bench load` turns the limit off for its single-address participants;
+/// `meilab loadtest` needs the server's limit raised to its participant count.
+pub const SESSIONS_PER_IP_PER_MINUTE: u32 = 120;
+
 fn default_pool_size() -> i64 {
     let cores = std::thread::available_parallelism().map_or(2, |n| n.get()) as i64;
     (4 * cores).clamp(8, 32)
@@ -56,10 +64,7 @@ impl Settings {
             .set_default("bind", "127.0.0.1:8080")?
             .set_default("data_dir", "./meilab-data")?
             .set_default("db_pool_size", default_pool_size())?
-            .set_default(
-                "sessions_per_ip_per_minute",
-                crate::web::api::limit::DEFAULT_PER_MINUTE,
-            )?
+            .set_default("sessions_per_ip_per_minute", SESSIONS_PER_IP_PER_MINUTE)?
             .set_default("trusted_proxies", Vec::<String>::new())?
             .set_default("max_upload_mib", 2048)?
             .set_default("log_format", "text")?;

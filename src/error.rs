@@ -3,6 +3,8 @@
 use actix_web::{http::StatusCode, HttpResponse, ResponseError};
 use serde::Serialize;
 
+use crate::telemetry::shortened_to;
+
 #[derive(thiserror::Error)]
 pub enum AppError {
     /// Malformed input: bad JSON, wrong types, bad path segments.
@@ -103,22 +105,9 @@ impl std::fmt::Debug for AppError {
             Self::Internal(cause) => format!("{cause:#}"),
             other => other.to_string(),
         };
-        write!(f, "{}: {}", self.code(), one_line(&text))
+        // One line, cut to a length a log line can carry.
+        write!(f, "{}: {}", self.code(), shortened_to(&text, 500))
     }
-}
-
-/// `text` on one line, cut to a length a log line can carry.
-fn one_line(text: &str) -> String {
-    const MAX_CHARS: usize = 500;
-    let mut line: String = text
-        .chars()
-        .take(MAX_CHARS)
-        .map(|c| if c.is_control() { ' ' } else { c })
-        .collect();
-    if text.chars().nth(MAX_CHARS).is_some() {
-        line.push('…');
-    }
-    line
 }
 
 impl From<anyhow::Error> for AppError {

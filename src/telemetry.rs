@@ -1,5 +1,7 @@
 //! Logs: structured lines on stderr, and the span every HTTP request runs in.
 
+use std::io::IsTerminal;
+
 use actix_web::body::MessageBody;
 use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::HttpMessage;
@@ -7,11 +9,15 @@ use tracing::Span;
 use tracing_actix_web::{RequestId, RootSpanBuilder};
 use tracing_subscriber::{fmt, EnvFilter};
 
-/// Structured logs on stderr; `RUST_LOG` filters, `MEILAB_LOG_FORMAT=json` for machines.
+/// Structured logs on stderr; `RUST_LOG` filters, `MEILAB_LOG_FORMAT=json` for machines. Colours only
+/// when stderr is a terminal, so files and journals get plain text.
 pub fn init(json: bool) {
     let filter = EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn,actix_server=warn"));
-    let builder = fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let builder = fmt()
+        .with_env_filter(filter)
+        .with_ansi(std::io::stderr().is_terminal())
+        .with_writer(std::io::stderr);
     // A second init (tests, repeated commands) is harmless.
     let _ = if json {
         builder.json().try_init()
@@ -21,7 +27,8 @@ pub fn init(json: bool) {
 }
 
 /// The span of an HTTP request, shown with every line logged while it runs, and the one line logged
-/// for a request that failed (a warning for a 4xx, an error for a 5xx): the error's code and message,
+/// for a request that failed (an error for a 5xx, a warning for a 4xx, and an info line for the
+/// outcomes a working client meets: 409, a repeat or a race, and 429, a limit): the error's code and message,
 /// with an internal error's cause chain (see `AppError`'s `Debug`), cut to [`MAX_ERROR_CHARS`].
 /// Unlike tracing-actix-web's default span it carries no secrets and nothing a client can make long:
 /// the path with session tokens cut to their first 8 characters and no query string (recruitment
@@ -80,6 +87,8 @@ impl RootSpanBuilder for RequestSpan {
         let status = status.as_u16();
         if status >= 500 {
             tracing::error!(status, %error, "request failed");
+        } else if status == 409 || status == 429 {
+            tracing::info!(status, %error, "request declined");
         } else if status >= 400 {
             tracing::warn!(status, %error, "request refused");
         } else {
@@ -114,8 +123,8 @@ fn shortened(text: &str) -> String {
     shortened_to(text, MAX_FIELD_CHARS)
 }
 
-/// One line of at most `max` characters.
-fn shortened_to(text: &str, max: usize) -> String {
+/// One line of at most `max` characters, control characters replaced.
+pub fn shortened_to(text: &str, max: usize) -> String {
     let mut short: String = text
         .chars()
         .take(max)

@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use meilab::db::cluster::PrivateCluster;
 use meilab::loadtest::{self, LoadOptions, LoadReport};
+use meilab::states::StudyStatus;
 use meilab::stimuli::store::ImageStore;
 use meilab::stimuli::synthetic::{self, SyntheticOptions};
 use meilab::study::config::ExclusionThresholds;
@@ -72,9 +73,16 @@ async fn create_study(pool: &PgPool, data_dir: &Path) {
         ..StudyConfig::default()
     };
     let mut tx = pool.begin().await.unwrap();
-    study::create(&mut tx, "durable", "Durability", "active", &config, &set)
-        .await
-        .unwrap();
+    study::create(
+        &mut tx,
+        "durable",
+        "Durability",
+        StudyStatus::Active,
+        &config,
+        &set,
+    )
+    .await
+    .unwrap();
     tx.commit().await.unwrap();
 }
 

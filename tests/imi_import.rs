@@ -39,7 +39,7 @@ async fn trial_folders_import_with_their_shipped_reference_indices() {
         &mut tx,
         "imi-trials",
         "IMI trials",
-        "active",
+        meilab::states::StudyStatus::Active,
         &StudyConfig::default(),
         set,
     )
@@ -230,7 +230,7 @@ async fn catch_trial_idxs_make_catch_trials_and_trials_of_a_channel_share_its_un
         &mut tx,
         "named",
         "Named",
-        "draft",
+        meilab::states::StudyStatus::Draft,
         &StudyConfig::default(),
         set,
     )

@@ -12,9 +12,8 @@ use std::sync::Arc;
 
 use common::spawn_app;
 use meilab::db::judgments::{self, TrialImages};
-use meilab::jobs::progress::Silent;
-use meilab::jobs::{Cancelled, Progress};
 use meilab::observer::{self, blocked, load_from_store, Layers, Metric, Rule, ScoreOptions};
+use meilab::progress::{Cancelled, Progress, Silent};
 use meilab::stimuli::store::ImageStore;
 use meilab::stimuli::{imi, StimulusSet, TrialKind};
 use meilab::study::{self, StudyConfig};
@@ -368,7 +367,7 @@ async fn one_scoring_run_stores_the_full_and_every_single_layer_observer() {
         &mut tx,
         "layers",
         "Layers",
-        "active",
+        meilab::states::StudyStatus::Active,
         &StudyConfig::default(),
         &set,
     )

@@ -9,8 +9,9 @@ use std::io::Write;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use meilab::db;
-use meilab::jobs::progress::Silent;
-use meilab::jobs::{Cancelled, Progress, Worker};
+use meilab::jobs::Worker;
+use meilab::progress::{Cancelled, Progress, Silent};
+use meilab::states::StudyStatus;
 use meilab::stimuli::activations::{self, Model};
 use meilab::stimuli::build::{self, BuildSpec, UnitSampling};
 use meilab::stimuli::directions::{Basis, KmeansActivation};
@@ -321,7 +322,7 @@ async fn a_build_makes_protocol_trials_from_real_units() {
     // The draft goes live and a participant completes it.
     let study_id = summary.study_id;
     let mut conn = app.pool.acquire().await.unwrap();
-    db::studies::set_status(&mut conn, study_id, "active")
+    db::studies::set_status(&mut conn, study_id, StudyStatus::Active)
         .await
         .unwrap();
     // No button lock, so the scripted participant need not wait before each answer.

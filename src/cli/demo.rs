@@ -7,7 +7,8 @@ use anyhow::Context;
 
 use crate::config::Settings;
 use crate::db::{self, Database};
-use crate::jobs::progress::Terminal;
+use crate::progress::Terminal;
+use crate::states::StudyStatus;
 use crate::stimuli::build::{self, BuildSpec, UnitSampling};
 use crate::stimuli::directions::Basis;
 use crate::stimuli::store::ImageStore;
@@ -164,7 +165,7 @@ async fn ensure_demo_study(
         &config,
     )
     .await?;
-    db::studies::set_status(&mut tx, summary.study_id, "active").await?;
+    db::studies::set_status(&mut tx, summary.study_id, StudyStatus::Active).await?;
     tx.commit().await?;
     println!(
         "created the demo study: {} units ({} taps x neuron / pca / kmeans), {} main, {} catch, {} practice trials; activations {:.1} s",

@@ -8,6 +8,7 @@ use rand_chacha::ChaCha8Rng;
 
 use crate::config::Settings;
 use crate::db::Database;
+use crate::states::StudyStatus;
 use crate::stimuli::store::ImageStore;
 use crate::stimuli::{imi, TrialKind};
 use crate::study::config::ExclusionThresholds;
@@ -102,7 +103,11 @@ pub async fn run(settings: Settings, args: ImportArgs) -> anyhow::Result<()> {
     let database = Database::open(&settings).await?;
     let result = async {
         let mut tx = database.pool.begin().await?;
-        let status = if args.activate { "active" } else { "draft" };
+        let status = if args.activate {
+            StudyStatus::Active
+        } else {
+            StudyStatus::Draft
+        };
         let title = args.title.as_deref().unwrap_or(&args.slug);
         study::create(&mut tx, &args.slug, title, status, &config, &imported.set).await?;
         tx.commit().await?;

@@ -4,8 +4,8 @@
 
 use crate::config::Settings;
 use crate::db::Database;
-use crate::jobs::progress::Terminal;
 use crate::observer::{self, Layers, Metric, Rule, ScoreOptions};
+use crate::progress::Terminal;
 use crate::stimuli::store::ImageStore;
 
 #[derive(Debug, clap::Args)]

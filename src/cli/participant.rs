@@ -4,7 +4,7 @@ use anyhow::Context;
 
 use crate::config::Settings;
 use crate::db::Database;
-use crate::study::participation;
+use crate::study::session;
 
 #[derive(Debug, clap::Args)]
 pub struct DeleteArgs {
@@ -28,7 +28,7 @@ pub async fn delete(settings: Settings, args: DeleteArgs) -> anyhow::Result<()> 
     let database = Database::open(&settings).await?;
     let result = async {
         let mut tx = database.pool.begin().await?;
-        let withdrawn = participation::withdraw(&mut tx, &key, &args.study, &args.external_id)
+        let withdrawn = session::withdraw(&mut tx, &key, &args.study, &args.external_id)
             .await?;
         tx.commit().await.context("cannot commit the deletion")?;
         match withdrawn {

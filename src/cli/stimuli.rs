@@ -7,7 +7,8 @@ use anyhow::{bail, Context};
 
 use crate::config::Settings;
 use crate::db::Database;
-use crate::jobs::{progress::Terminal, Worker};
+use crate::jobs::Worker;
+use crate::progress::Terminal;
 use crate::stimuli::build::{self, BuildSpec, UnitSampling};
 use crate::stimuli::directions::Basis;
 use crate::stimuli::image_set::{self, Registered};

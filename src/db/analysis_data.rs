@@ -7,10 +7,40 @@
 
 use sqlx::PgConnection;
 
-use crate::analysis::report::{ResponseFact, TrialJudgment, UnitInfo};
+/// A main unit, with its interpretability index where the schema has one.
+#[derive(Debug, Clone)]
+pub struct UnitRow {
+    pub id: i64,
+    pub model: String,
+    pub tap: String,
+    pub basis: String,
+    pub unit_index: i32,
+    pub ii: Option<f64>,
+}
+
+/// A valid main response: its unit, session, trial and condition, and whether it was right.
+#[derive(Debug, Clone)]
+pub struct ResponseRow {
+    pub unit_id: i64,
+    pub session_id: i64,
+    pub trial_id: i64,
+    pub condition: String,
+    pub correct: bool,
+    pub max_first: bool,
+}
+
+/// An observer's judgment of a main trial.
+#[derive(Debug, Clone)]
+pub struct JudgmentRow {
+    pub observer: String,
+    pub trial_id: i64,
+    pub unit_id: i64,
+    pub score: f64,
+    pub correct: f64,
+}
 
 /// The study's main units, with their interpretability index when the schema has one.
-pub async fn units(conn: &mut PgConnection, study_id: i64) -> sqlx::Result<Vec<UnitInfo>> {
+pub async fn units(conn: &mut PgConnection, study_id: i64) -> sqlx::Result<Vec<UnitRow>> {
     let rows = sqlx::query!(
         "SELECT id, model, tap, basis, unit_index FROM units u
          WHERE study_id = $1
@@ -23,7 +53,7 @@ pub async fn units(conn: &mut PgConnection, study_id: i64) -> sqlx::Result<Vec<U
     let ii = interpretability_indices(conn, study_id).await?;
     Ok(rows
         .into_iter()
-        .map(|r| UnitInfo {
+        .map(|r| UnitRow {
             id: r.id,
             ii: ii.iter().find(|(id, _)| *id == r.id).map(|(_, v)| *v),
             model: r.model,
@@ -57,8 +87,9 @@ async fn interpretability_indices(
 }
 
 /// Valid main responses.
-pub async fn responses(conn: &mut PgConnection, study_id: i64) -> sqlx::Result<Vec<ResponseFact>> {
-    let rows = sqlx::query!(
+pub async fn responses(conn: &mut PgConnection, study_id: i64) -> sqlx::Result<Vec<ResponseRow>> {
+    sqlx::query_as!(
+        ResponseRow,
         r#"SELECT t.unit_id, r.session_id, t.id AS trial_id, t.condition, r.correct, a.max_first
            FROM responses r
            JOIN sessions s ON s.id = r.session_id
@@ -69,18 +100,7 @@ pub async fn responses(conn: &mut PgConnection, study_id: i64) -> sqlx::Result<V
         study_id
     )
     .fetch_all(conn)
-    .await?;
-    Ok(rows
-        .into_iter()
-        .map(|r| ResponseFact {
-            unit_id: r.unit_id,
-            session_id: r.session_id,
-            trial_id: r.trial_id,
-            condition: r.condition,
-            correct: r.correct,
-            max_first: r.max_first,
-        })
-        .collect())
+    .await
 }
 
 /// The judgments of the study's main trials by `observers`.
@@ -88,8 +108,9 @@ pub async fn judgments(
     conn: &mut PgConnection,
     study_id: i64,
     observers: &[String],
-) -> sqlx::Result<Vec<TrialJudgment>> {
-    let rows = sqlx::query!(
+) -> sqlx::Result<Vec<JudgmentRow>> {
+    sqlx::query_as!(
+        JudgmentRow,
         r#"SELECT j.observer, t.id AS trial_id, t.unit_id, j.score, j.correct
            FROM judgments j JOIN trials t ON t.id = j.trial_id
            WHERE t.study_id = $1 AND t.kind = 'main' AND j.observer = ANY($2)
@@ -98,17 +119,7 @@ pub async fn judgments(
         observers
     )
     .fetch_all(conn)
-    .await?;
-    Ok(rows
-        .into_iter()
-        .map(|r| TrialJudgment {
-            observer: r.observer,
-            trial_id: r.trial_id,
-            unit_id: r.unit_id,
-            score: r.score,
-            correct: r.correct,
-        })
-        .collect())
+    .await
 }
 
 /// Main units that also carry practice or catch trials: studies built before practice and catch units

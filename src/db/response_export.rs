@@ -5,6 +5,8 @@ use futures_util::stream::BoxStream;
 use sqlx::PgPool;
 use uuid::Uuid;
 
+use crate::states::{Stage, TrialKind};
+
 pub struct ResponseRow {
     pub study: String,
     pub session_id: i64,
@@ -14,12 +16,12 @@ pub struct ResponseRow {
     pub session_excluded: bool,
     /// Failed exclusion checks, `;`-separated.
     pub exclusion_reasons: String,
-    pub session_stage: String,
+    pub session_stage: Stage,
     pub position: i32,
     pub attempt: i32,
     pub max_first: bool,
     pub trial_id: i64,
-    pub kind: String,
+    pub kind: TrialKind,
     /// The trial's query images (SHA-256 keys of the image store).
     pub max_query: String,
     pub min_query: String,
@@ -59,8 +61,8 @@ pub fn rows<'a>(
                             WHERE jsonb_typeof(c) = 'string'
                                OR NOT coalesce((c->>'passed')::boolean, false)), '')
                       AS "exclusion_reasons!",
-                  s.stage AS session_stage, r.position, a.attempt, a.max_first, t.id AS trial_id,
-                  t.kind, t.max_query, t.min_query, t.condition, t.batch, u.model, u.tap, u.basis,
+                  s.stage AS "session_stage: Stage", r.position, a.attempt, a.max_first, t.id AS trial_id,
+                  t.kind AS "kind: TrialKind", t.max_query, t.min_query, t.condition, t.batch, u.model, u.tap, u.basis,
                   u.unit_index, r.chosen, r.correct, r.confidence, r.rt_ms, r.client_at, r.server_at, r.response_id,
                   ARRAY(SELECT j.score FROM unnest($2::text[]) WITH ORDINALITY AS o (name, i)
                         LEFT JOIN judgments j ON j.trial_id = t.id AND j.observer = o.name

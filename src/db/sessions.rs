@@ -1,15 +1,16 @@
-//! Sessions and their assignments (the trials a session shows, by position).
+//! Sessions and their assignments (the trials a session shows, by position). A session's current block
+//! is defined once, by the SQL function `in_current_block` (migration 0009).
 
 use sqlx::PgConnection;
 
-use crate::study::schedule::Slot;
+use crate::states::{Stage, TrialKind};
 
 #[derive(Debug, Clone)]
 pub struct Session {
     pub id: i64,
     pub token: String,
     pub study_id: i64,
-    pub stage: String,
+    pub stage: Stage,
     pub main_total: i32,
     pub practice_attempts: i32,
     pub completion_code: Option<String>,
@@ -63,8 +64,8 @@ pub async fn by_token_for_update(
 ) -> sqlx::Result<Option<Session>> {
     sqlx::query_as!(
         Session,
-        "SELECT id, token, study_id, stage, main_total, practice_attempts, completion_code
-         FROM sessions WHERE token = $1 FOR UPDATE",
+        r#"SELECT id, token, study_id, stage AS "stage: Stage", main_total, practice_attempts, completion_code
+         FROM sessions WHERE token = $1 FOR UPDATE"#,
         token
     )
     .fetch_optional(conn)
@@ -74,8 +75,8 @@ pub async fn by_token_for_update(
 pub async fn by_token(conn: &mut PgConnection, token: &str) -> sqlx::Result<Option<Session>> {
     sqlx::query_as!(
         Session,
-        "SELECT id, token, study_id, stage, main_total, practice_attempts, completion_code
-         FROM sessions WHERE token = $1",
+        r#"SELECT id, token, study_id, stage AS "stage: Stage", main_total, practice_attempts, completion_code
+         FROM sessions WHERE token = $1"#,
         token
     )
     .fetch_optional(conn)
@@ -83,7 +84,7 @@ pub async fn by_token(conn: &mut PgConnection, token: &str) -> sqlx::Result<Opti
 }
 
 /// Moves to `stage`, stamping the time the previous stage ended.
-pub async fn advance(conn: &mut PgConnection, session_id: i64, stage: &str) -> sqlx::Result<()> {
+pub async fn advance(conn: &mut PgConnection, session_id: i64, stage: Stage) -> sqlx::Result<()> {
     sqlx::query!(
         "UPDATE sessions SET
             consented_at = CASE WHEN stage = 'consent' THEN now() ELSE consented_at END,
@@ -93,7 +94,7 @@ pub async fn advance(conn: &mut PgConnection, session_id: i64, stage: &str) -> s
             stage = $2
          WHERE id = $1",
         session_id,
-        stage
+        stage.as_str()
     )
     .execute(conn)
     .await
@@ -151,11 +152,11 @@ pub async fn next_practice_round(
 }
 
 /// Records consent of the session of `token` if it is at the consent stage; returns its new stage.
-pub async fn consent(conn: &mut PgConnection, token: &str) -> sqlx::Result<Option<String>> {
+pub async fn consent(conn: &mut PgConnection, token: &str) -> sqlx::Result<Option<Stage>> {
     sqlx::query_scalar!(
-        "UPDATE sessions SET consented_at = now(), stage = 'instructions'
-         WHERE token = $1 AND stage = 'consent'
-         RETURNING stage",
+        r#"UPDATE sessions SET consented_at = now(), stage = 'instructions'
+           WHERE token = $1 AND stage = 'consent'
+           RETURNING stage AS "stage: Stage""#,
         token
     )
     .fetch_optional(conn)
@@ -188,73 +189,82 @@ pub async fn assign(
     .map(|_| ())
 }
 
+/// A session's scheduled trial: the trial and whether its max query is shown first (on top).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Slot {
+    pub trial_id: i64,
+    pub max_first: bool,
+}
+
+/// A main or catch trial with the number of sessions (not excluded) it was assigned to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TrialLoad {
+    pub trial_id: i64,
+    pub unit_id: i64,
+    pub served: i64,
+}
+
 /// A trial as a session shows it.
 #[derive(Debug, Clone)]
 pub struct AssignedTrial {
     pub position: i32,
     pub attempt: i32,
     pub max_first: bool,
-    pub kind: String,
+    pub kind: TrialKind,
     pub max_query: String,
     pub min_query: String,
     pub max_refs: Vec<String>,
     pub min_refs: Vec<String>,
 }
 
-/// The first unanswered assignment with a position in `from..to` of round `attempt` (0 for the main block).
-pub async fn next_unanswered(
+/// The first unanswered main trial (positions below `main_total`) of a session.
+pub async fn first_unanswered_main(
     conn: &mut PgConnection,
     session_id: i64,
-    from: i32,
-    to: i32,
-    attempt: i32,
-) -> sqlx::Result<Option<AssignedTrial>> {
-    sqlx::query_as!(
-        AssignedTrial,
-        "SELECT a.position, a.attempt, a.max_first, t.kind, t.max_query, t.min_query, t.max_refs, t.min_refs
-         FROM assignments a
-         JOIN trials t ON t.id = a.trial_id
-         WHERE a.session_id = $1 AND a.position >= $2 AND a.position < $3 AND a.attempt = $4
+    main_total: i32,
+) -> sqlx::Result<Option<i32>> {
+    sqlx::query_scalar!(
+        "SELECT a.position FROM assignments a
+         WHERE a.session_id = $1 AND a.position < $2 AND a.attempt = 0
            AND NOT EXISTS (SELECT 1 FROM responses r WHERE r.session_id = a.session_id AND r.position = a.position)
          ORDER BY a.position
          LIMIT 1",
         session_id,
-        from,
-        to,
-        attempt
+        main_total
     )
     .fetch_optional(conn)
     .await
 }
 
-/// Answered and correct counts among the assignments in `from..to` of round `attempt`, and their number.
-pub struct Progress {
-    pub assigned: i64,
-    pub answered: i64,
-    pub correct: i64,
-}
-
-pub async fn progress(
+/// The number of answered main trials (positions below `main_total`) of a session.
+pub async fn main_answered(
     conn: &mut PgConnection,
     session_id: i64,
-    from: i32,
-    to: i32,
-    attempt: i32,
-) -> sqlx::Result<Progress> {
-    sqlx::query_as!(
-        Progress,
-        r#"SELECT count(*) AS "assigned!", count(r.response_id) AS "answered!",
-                  count(*) FILTER (WHERE r.correct) AS "correct!"
-           FROM assignments a
-           LEFT JOIN responses r ON r.session_id = a.session_id AND r.position = a.position
-           WHERE a.session_id = $1 AND a.position >= $2 AND a.position < $3 AND a.attempt = $4"#,
+    main_total: i32,
+) -> sqlx::Result<i64> {
+    sqlx::query_scalar!(
+        r#"SELECT count(*) AS "answered!" FROM responses WHERE session_id = $1 AND position < $2"#,
         session_id,
-        from,
-        to,
-        attempt
+        main_total
     )
     .fetch_one(conn)
     .await
+}
+
+/// What a finished session did, as the exclusion rules need it.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct SessionSummary {
+    pub catch_total: i64,
+    pub catch_correct: i64,
+    /// Main and catch answers that chose the query shown first / second.
+    pub chose_first: i64,
+    pub chose_second: i64,
+    pub instructions_secs: Option<f64>,
+    pub total_secs: Option<f64>,
+    pub practice_attempts: i64,
+    /// Main answers sooner than the button lock allows after the one before them.
+    pub fast_answers: i64,
+    pub lock_ms: i64,
 }
 
 /// What the exclusion rules need to know of a session.
@@ -262,7 +272,7 @@ pub async fn exclusion_summary(
     conn: &mut PgConnection,
     session_id: i64,
     lock_ms: i64,
-) -> sqlx::Result<crate::study::exclusion::SessionSummary> {
+) -> sqlx::Result<SessionSummary> {
     let row = sqlx::query!(
         r#"SELECT
              count(r.response_id) FILTER (WHERE t.kind = 'catch') AS "catch_total!",
@@ -301,7 +311,7 @@ pub async fn exclusion_summary(
     )
     .fetch_one(conn)
     .await?;
-    Ok(crate::study::exclusion::SessionSummary {
+    Ok(SessionSummary {
         catch_total: row.catch_total,
         catch_correct: row.catch_correct,
         chose_first: row.chose_first,
@@ -352,7 +362,7 @@ pub async fn lock(conn: &mut PgConnection, token: &str) -> sqlx::Result<Option<i
 /// the session its stage is in: the current practice round, or the main trials.
 #[derive(Debug)]
 pub struct AnswerContext {
-    pub stage: String,
+    pub stage: Stage,
     pub main_total: i32,
     pub practice_attempts: i32,
     pub study_id: i64,
@@ -366,8 +376,19 @@ pub struct AnswerContext {
     /// The block's first unanswered position, and the first one after `position`.
     pub expected: Option<i32>,
     pub following: Option<i32>,
-    /// A response stored earlier under the same id: its session, position, choice, confidence and reply.
-    pub stored: Option<(i64, i32, i16, i16, serde_json::Value)>,
+    /// A response stored earlier under the same id.
+    pub stored: Option<StoredResponse>,
+}
+
+/// A stored response as a retry of it is checked against: its session, position, choice, confidence
+/// and the reply it got.
+#[derive(Debug)]
+pub struct StoredResponse {
+    pub session_id: i64,
+    pub position: i32,
+    pub chosen: i16,
+    pub confidence: i16,
+    pub reply: serde_json::Value,
 }
 
 pub async fn answer_context(
@@ -377,7 +398,7 @@ pub async fn answer_context(
     response_id: uuid::Uuid,
 ) -> sqlx::Result<AnswerContext> {
     let row = sqlx::query!(
-        r#"SELECT s.stage, s.main_total, s.practice_attempts, s.study_id, st.config,
+        r#"SELECT s.stage AS "stage: Stage", s.main_total, s.practice_attempts, s.study_id, st.config,
              (SELECT a.max_first FROM assignments a WHERE a.session_id = s.id AND a.position = $2) AS max_first,
              EXISTS (SELECT 1 FROM responses r WHERE r.session_id = s.id AND r.position = $2) AS "answered!",
              b.assigned AS "assigned!", b.answered AS "block_answered!", b.correct AS "correct!",
@@ -393,10 +414,8 @@ pub async fn answer_context(
                     min(a.position) FILTER (WHERE r.response_id IS NULL AND a.position > $2) AS following
              FROM assignments a
              LEFT JOIN responses r ON r.session_id = a.session_id AND r.position = a.position
-             WHERE a.session_id = s.id AND CASE s.stage
-               WHEN 'practice' THEN a.position >= s.main_total AND a.attempt = s.practice_attempts
-               WHEN 'trials' THEN a.position < s.main_total AND a.attempt = 0
-               ELSE false END
+             WHERE a.session_id = s.id
+               AND in_current_block(s.stage, s.main_total, s.practice_attempts, a.position, a.attempt)
            ) b
            LEFT JOIN responses x ON x.response_id = $3
            WHERE s.id = $1"#,
@@ -413,8 +432,14 @@ pub async fn answer_context(
         row.stored_confidence,
         row.stored_reply,
     ) {
-        (Some(session), Some(position), Some(chosen), Some(confidence), Some(reply)) => {
-            Some((session, position, chosen, confidence, reply))
+        (Some(session_id), Some(position), Some(chosen), Some(confidence), Some(reply)) => {
+            Some(StoredResponse {
+                session_id,
+                position,
+                chosen,
+                confidence,
+                reply,
+            })
         }
         _ => None,
     };
@@ -439,7 +464,7 @@ pub async fn answer_context(
 #[derive(Debug)]
 pub struct NextTrial {
     pub session_id: i64,
-    pub stage: String,
+    pub stage: Stage,
     pub main_total: i32,
     pub config: serde_json::Value,
     pub answered: i64,
@@ -448,19 +473,17 @@ pub struct NextTrial {
 
 pub async fn next_trial(conn: &mut PgConnection, token: &str) -> sqlx::Result<Option<NextTrial>> {
     let row = sqlx::query!(
-        r#"SELECT s.id AS session_id, s.stage, s.main_total, st.config,
+        r#"SELECT s.id AS session_id, s.stage AS "stage: Stage", s.main_total, st.config,
              (SELECT count(*) FROM responses r WHERE r.session_id = s.id AND r.position < s.main_total) AS "answered!",
-             n.position AS "position?", n.attempt AS "attempt?", n.max_first AS "max_first?", t.kind AS "kind?",
+             n.position AS "position?", n.attempt AS "attempt?", n.max_first AS "max_first?", t.kind AS "kind?: TrialKind",
              t.max_query AS "max_query?", t.min_query AS "min_query?", t.max_refs AS "max_refs?",
              t.min_refs AS "min_refs?"
            FROM sessions s
            JOIN studies st ON st.id = s.study_id
            LEFT JOIN LATERAL (
              SELECT a.position, a.attempt, a.max_first, a.trial_id FROM assignments a
-             WHERE a.session_id = s.id AND CASE s.stage
-                 WHEN 'practice' THEN a.position >= s.main_total AND a.attempt = s.practice_attempts
-                 WHEN 'trials' THEN a.position < s.main_total AND a.attempt = 0
-                 ELSE false END
+             WHERE a.session_id = s.id
+               AND in_current_block(s.stage, s.main_total, s.practice_attempts, a.position, a.attempt)
                AND NOT EXISTS (SELECT 1 FROM responses r WHERE r.session_id = a.session_id AND r.position = a.position)
              ORDER BY a.position LIMIT 1
            ) n ON true
@@ -558,8 +581,8 @@ pub async fn lock_by_external_id(
 ) -> sqlx::Result<Option<Session>> {
     sqlx::query_as!(
         Session,
-        "SELECT id, token, study_id, stage, main_total, practice_attempts, completion_code
-         FROM sessions WHERE study_id = $1 AND external_id_hash = $2 FOR UPDATE",
+        r#"SELECT id, token, study_id, stage AS "stage: Stage", main_total, practice_attempts, completion_code
+         FROM sessions WHERE study_id = $1 AND external_id_hash = $2 FOR UPDATE"#,
         study_id,
         external_id_hash
     )
@@ -592,13 +615,10 @@ pub async fn schedule_loads(
     conn: &mut PgConnection,
     study_id: i64,
     release_after_secs: f64,
-) -> sqlx::Result<(
-    Vec<crate::study::schedule::TrialLoad>,
-    Vec<crate::study::schedule::TrialLoad>,
-)> {
+) -> sqlx::Result<(Vec<TrialLoad>, Vec<TrialLoad>)> {
     // An unfinished session older than `release_after_secs` is abandoned: its units go back.
     let rows = sqlx::query!(
-        r#"SELECT t.id, t.unit_id, t.kind, coalesce(c.served, 0) AS "served!"
+        r#"SELECT t.id, t.unit_id, t.kind AS "kind: TrialKind", coalesce(c.served, 0) AS "served!"
            FROM trials t
            LEFT JOIN (
              SELECT a.trial_id, count(*) AS served
@@ -616,12 +636,12 @@ pub async fn schedule_loads(
     .await?;
     let (mut main, mut catch) = (Vec::new(), Vec::new());
     for r in rows {
-        let load = crate::study::schedule::TrialLoad {
+        let load = TrialLoad {
             trial_id: r.id,
             unit_id: r.unit_id,
             served: r.served,
         };
-        if r.kind == "main" {
+        if r.kind == TrialKind::Main {
             main.push(load);
         } else {
             catch.push(load);
@@ -660,7 +680,7 @@ pub async fn assign_main(
 #[derive(Debug, Clone)]
 pub struct BlockRow {
     pub session_id: i64,
-    pub stage: String,
+    pub stage: Stage,
     pub main_total: i32,
     pub config: serde_json::Value,
     /// Answered main trials (positions below `main_total`).
@@ -670,7 +690,7 @@ pub struct BlockRow {
     pub max_first: bool,
     pub answered: bool,
     pub trial_id: i64,
-    pub kind: String,
+    pub kind: TrialKind,
     pub max_query: String,
     pub min_query: String,
     pub max_refs: Vec<String>,
@@ -682,19 +702,17 @@ pub struct BlockRow {
 pub async fn current_block(conn: &mut PgConnection, token: &str) -> sqlx::Result<Vec<BlockRow>> {
     sqlx::query_as!(
         BlockRow,
-        r#"SELECT s.id AS session_id, s.stage, s.main_total, st.config, m.answered AS "main_answered!",
+        r#"SELECT s.id AS session_id, s.stage AS "stage: Stage", s.main_total, st.config, m.answered AS "main_answered!",
              a.position, a.attempt, a.max_first, r.response_id IS NOT NULL AS "answered!",
-             t.id AS trial_id, t.kind, t.max_query, t.min_query, t.max_refs, t.min_refs
+             t.id AS trial_id, t.kind AS "kind: TrialKind", t.max_query, t.min_query, t.max_refs, t.min_refs
            FROM sessions s
            JOIN studies st ON st.id = s.study_id
            CROSS JOIN LATERAL (
              SELECT count(*) AS answered FROM responses mr
              WHERE mr.session_id = s.id AND mr.position < s.main_total
            ) m
-           JOIN assignments a ON a.session_id = s.id AND CASE s.stage
-               WHEN 'practice' THEN a.position >= s.main_total AND a.attempt = s.practice_attempts
-               WHEN 'trials' THEN a.position < s.main_total AND a.attempt = 0
-               ELSE false END
+           JOIN assignments a ON a.session_id = s.id
+               AND in_current_block(s.stage, s.main_total, s.practice_attempts, a.position, a.attempt)
            JOIN trials t ON t.id = a.trial_id
            LEFT JOIN responses r ON r.session_id = a.session_id AND r.position = a.position
            WHERE s.token = $1

@@ -1,81 +1,57 @@
+use serde::Serialize;
 use sqlx::types::Json;
 use sqlx::PgConnection;
 
-use crate::study::StudyConfig;
+use crate::states::StudyStatus;
 
+/// A study as stored; the study module parses its configuration.
 #[derive(Debug, Clone)]
-pub struct Study {
+pub struct StudyRow {
     pub id: i64,
     pub slug: String,
     pub title: String,
-    pub status: String,
-    pub config: StudyConfig,
+    pub status: StudyStatus,
+    pub config: serde_json::Value,
 }
 
-pub async fn insert(
+pub async fn insert<C: Serialize + Sync>(
     conn: &mut PgConnection,
     slug: &str,
     title: &str,
-    status: &str,
-    config: &StudyConfig,
+    status: StudyStatus,
+    config: &C,
 ) -> sqlx::Result<i64> {
     sqlx::query_scalar!(
         "INSERT INTO studies (slug, title, status, config) VALUES ($1, $2, $3, $4) RETURNING id",
         slug,
         title,
-        status,
+        status.as_str(),
         Json(config) as _
     )
     .fetch_one(conn)
     .await
 }
 
-/// The study, its configuration validated on load.
-pub async fn by_slug(conn: &mut PgConnection, slug: &str) -> anyhow::Result<Option<Study>> {
-    let row = sqlx::query_as!(
+pub async fn by_slug(conn: &mut PgConnection, slug: &str) -> sqlx::Result<Option<StudyRow>> {
+    sqlx::query_as!(
         StudyRow,
-        r#"SELECT id, slug, title, status, config AS "config: Json<serde_json::Value>"
+        r#"SELECT id, slug, title, status AS "status: StudyStatus", config
            FROM studies WHERE slug = $1"#,
         slug
     )
     .fetch_optional(conn)
-    .await?;
-    row.map(StudyRow::into_study).transpose()
+    .await
 }
 
-pub async fn by_study_id(conn: &mut PgConnection, id: i64) -> anyhow::Result<Option<Study>> {
-    let row = sqlx::query_as!(
+pub async fn by_study_id(conn: &mut PgConnection, id: i64) -> sqlx::Result<Option<StudyRow>> {
+    sqlx::query_as!(
         StudyRow,
-        r#"SELECT id, slug, title, status, config AS "config: Json<serde_json::Value>"
+        r#"SELECT id, slug, title, status AS "status: StudyStatus", config
            FROM studies WHERE id = $1"#,
         id
     )
     .fetch_optional(conn)
-    .await?;
-    row.map(StudyRow::into_study).transpose()
-}
-
-struct StudyRow {
-    id: i64,
-    slug: String,
-    title: String,
-    status: String,
-    config: Json<serde_json::Value>,
-}
-
-impl StudyRow {
-    fn into_study(self) -> anyhow::Result<Study> {
-        let config = StudyConfig::from_json(self.config.0).map_err(|e| {
-            anyhow::anyhow!("study {} has an invalid configuration: {e}", self.slug)
-        })?;
-        Ok(Study {
-            id: self.id,
-            slug: self.slug,
-            title: self.title,
-            status: self.status,
-            config,
-        })
-    }
+    .await
 }
 
 /// Serialises the scheduling of new sessions of one study.
@@ -86,11 +62,15 @@ pub async fn lock(conn: &mut PgConnection, study_id: i64) -> sqlx::Result<()> {
         .map(|_| ())
 }
 
-pub async fn set_status(conn: &mut PgConnection, study_id: i64, status: &str) -> sqlx::Result<()> {
+pub async fn set_status(
+    conn: &mut PgConnection,
+    study_id: i64,
+    status: StudyStatus,
+) -> sqlx::Result<()> {
     sqlx::query!(
         "UPDATE studies SET status = $2, updated_at = now() WHERE id = $1",
         study_id,
-        status
+        status.as_str()
     )
     .execute(conn)
     .await
@@ -98,12 +78,12 @@ pub async fn set_status(conn: &mut PgConnection, study_id: i64, status: &str) ->
 }
 
 /// Saves a study's name, title and configuration (validated by the caller).
-pub async fn update(
+pub async fn update<C: Serialize + Sync>(
     conn: &mut PgConnection,
     study_id: i64,
     slug: &str,
     title: &str,
-    config: &StudyConfig,
+    config: &C,
 ) -> sqlx::Result<()> {
     sqlx::query!(
         "UPDATE studies SET slug = $2, title = $3, config = $4, updated_at = now() WHERE id = $1",

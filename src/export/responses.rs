@@ -7,6 +7,7 @@ use sha2::{Digest, Sha256};
 
 use super::{cell, number, take, writer};
 use crate::db::response_export::ResponseRow;
+use crate::states::{Stage, TrialKind};
 
 /// The columns before the observers' (three per observer: `score:NAME`, `choice:NAME`, `correct:NAME`).
 pub const HEADER: [&str; 29] = [
@@ -85,19 +86,21 @@ impl ResponsesCsv {
         let time =
             |t: &chrono::DateTime<chrono::Utc>| t.to_rfc3339_opts(SecondsFormat::Millis, true);
         // The rows analyses use: main trials of completed sessions that were not excluded.
-        let valid = row.kind == "main" && row.session_stage == "complete" && !row.session_excluded;
+        let valid = row.kind == TrialKind::Main
+            && row.session_stage == Stage::Complete
+            && !row.session_excluded;
         let mut cells: Vec<String> = vec![
             pseudonym(&row.token),
             participant(row.external_id_hash.as_deref()),
             cell(&row.study).into_owned(),
             cell(&row.source).into_owned(),
             row.session_excluded.to_string(),
-            cell(&row.session_stage).into_owned(),
+            row.session_stage.to_string(),
             cell(&row.exclusion_reasons).into_owned(),
             row.position.to_string(),
             row.attempt.to_string(),
             row.trial_id.to_string(),
-            cell(&row.kind).into_owned(),
+            row.kind.to_string(),
             cell(&row.model).into_owned(),
             cell(&row.tap).into_owned(),
             cell(&row.basis).into_owned(),
@@ -149,12 +152,12 @@ mod tests {
             source: "prolific".into(),
             session_excluded: false,
             exclusion_reasons: String::new(),
-            session_stage: "complete".into(),
+            session_stage: Stage::Complete,
             position: 3,
             attempt: 0,
             max_first: false,
             trial_id: 42,
-            kind: "main".into(),
+            kind: TrialKind::Main,
             max_query: "a".repeat(64),
             min_query: "b".repeat(64),
             condition: "=cmd|' /C calc'!A0".into(),

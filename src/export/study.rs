@@ -11,7 +11,9 @@ use super::responses::ResponsesCsv;
 use super::{tables, What};
 use crate::analysis::bootstrap::RESAMPLES;
 use crate::analysis::plots::{self, AucPoint};
-use crate::analysis::report::{self, AgreementRow, StudyAnalysis};
+use crate::analysis::report::{
+    self, AgreementRow, ResponseFact, StudyAnalysis, TrialJudgment, UnitInfo,
+};
 use crate::db;
 use crate::study::config::Construction;
 
@@ -72,11 +74,44 @@ pub async fn analyse_study(
         Some(name) => vec![name.to_string()],
         None => db::judgments::observers(&mut conn, study_id).await?,
     };
-    let units = db::analysis_data::units(&mut conn, study_id).await?;
-    let responses = db::analysis_data::responses(&mut conn, study_id).await?;
-    let judgments = db::analysis_data::judgments(&mut conn, study_id, &observers).await?;
+    let units: Vec<UnitInfo> = db::analysis_data::units(&mut conn, study_id)
+        .await?
+        .into_iter()
+        .map(|r| UnitInfo {
+            id: r.id,
+            model: r.model,
+            tap: r.tap,
+            basis: r.basis,
+            unit_index: r.unit_index,
+            ii: r.ii,
+        })
+        .collect();
+    let responses: Vec<ResponseFact> = db::analysis_data::responses(&mut conn, study_id)
+        .await?
+        .into_iter()
+        .map(|r| ResponseFact {
+            unit_id: r.unit_id,
+            session_id: r.session_id,
+            trial_id: r.trial_id,
+            condition: r.condition,
+            correct: r.correct,
+            max_first: r.max_first,
+        })
+        .collect();
+    let judgments: Vec<TrialJudgment> =
+        db::analysis_data::judgments(&mut conn, study_id, &observers)
+            .await?
+            .into_iter()
+            .map(|r| TrialJudgment {
+                observer: r.observer,
+                trial_id: r.trial_id,
+                unit_id: r.unit_id,
+                score: r.score,
+                correct: r.correct,
+            })
+            .collect();
     let overlap = db::analysis_data::units_also_practice_or_catch(&mut conn, study_id).await?;
-    let construction = db::studies::by_study_id(&mut conn, study_id)
+    let construction = crate::study::by_id(&mut conn, study_id)
         .await?
         .map(|s| s.config.construction)
         .unwrap_or_default();

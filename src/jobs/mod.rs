@@ -1,8 +1,6 @@
 //! Long work (activation extraction, trial building, observer scoring) as jobs in a PostgreSQL queue,
 //! claimed with `FOR UPDATE SKIP LOCKED` by any number of workers.
 
-pub mod progress;
 pub mod worker;
 
-pub use progress::{Cancelled, Progress};
 pub use worker::Worker;

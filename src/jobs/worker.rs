@@ -11,8 +11,8 @@ use std::time::Duration;
 use serde_json::Value;
 use sqlx::PgPool;
 
-use super::progress::{Cancelled, Counters};
 use crate::db;
+use crate::progress::{Cancelled, Counters};
 use crate::stimuli::build::BuildSpec;
 use crate::stimuli::image_set::{self, ImagesJob};
 use crate::stimuli::store::ImageStore;

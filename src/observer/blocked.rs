@@ -20,7 +20,7 @@ use anyhow::{bail, Context};
 use rayon::prelude::*;
 
 use crate::db::judgments::TrialImages;
-use crate::jobs::{Cancelled, Progress};
+use crate::progress::{Cancelled, Progress};
 use crate::vision::LpipsFeatures;
 
 use super::Rule;

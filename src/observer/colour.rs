@@ -13,8 +13,7 @@ use image::RgbImage;
 use rayon::prelude::*;
 
 use crate::db::judgments::TrialImages;
-use crate::jobs::progress::check;
-use crate::jobs::Progress;
+use crate::progress::{check, Progress};
 
 use super::{evidence, judge, trial_images, Rule, Scored, IMAGE_BATCH};
 

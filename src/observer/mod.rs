@@ -38,8 +38,7 @@ use rayon::prelude::*;
 use sqlx::PgPool;
 
 use crate::db::judgments::{self, Judgment, TrialImages};
-use crate::jobs::progress::{check, Counters};
-use crate::jobs::Progress;
+use crate::progress::{check, Counters, Progress};
 use crate::stimuli::store::ImageStore;
 use crate::vision::lpips::FEATURE_BATCH;
 use crate::vision::{decode_image, Lpips, LpipsFeatures, LpipsNet};

@@ -11,7 +11,7 @@ use sqlx::PgPool;
 
 use super::store::ImageStore;
 use crate::db;
-use crate::jobs::{progress, Progress};
+use crate::progress::{self, Progress};
 use crate::vision::{Arch, Backbone, Tap, WeightSet};
 
 /// Images per network pass and per database transaction.

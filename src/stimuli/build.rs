@@ -20,7 +20,7 @@ use super::protocol::{self, Condition, Protocol};
 use super::store::ImageStore;
 use super::{obvious_trial, ExemplarSpec, StimulusSet, TrialKind, TrialSpec, UnitSpec};
 use crate::db;
-use crate::jobs::{progress, Progress};
+use crate::progress::{self, Progress};
 use crate::study::config::Construction;
 use crate::study::StudyConfig;
 use crate::vision::{Arch, FeatureCache, Lpips, LpipsNet, Tap};
@@ -267,7 +267,7 @@ pub async fn run(
         &mut tx,
         &spec.study_slug,
         &spec.study_title,
-        "draft",
+        crate::states::StudyStatus::Draft,
         &config,
         &set,
     )

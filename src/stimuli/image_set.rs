@@ -17,7 +17,7 @@ use sqlx::PgPool;
 
 use super::store::{ImageStore, StoredImage};
 use crate::db;
-use crate::jobs::{progress, Progress};
+use crate::progress::{self, Progress};
 use crate::vision::{decode_image, Resize};
 
 const EXTENSIONS: [&str; 4] = ["jpg", "jpeg", "png", "webp"];
@@ -425,7 +425,7 @@ async fn save(
         );
     }
     let mut tx = pool.begin().await?;
-    let images: Vec<StoredImage> = members.iter().map(|m| m.image.clone()).collect();
+    let images: Vec<_> = members.iter().map(|m| m.image.row()).collect();
     db::images::insert_many(&mut tx, &images).await?;
     let set_id = db::image_sets::ensure(&mut tx, name, source).await?;
     let sha: Vec<String> = members.iter().map(|m| m.image.sha256.clone()).collect();

@@ -16,25 +16,8 @@ use std::collections::BTreeSet;
 use anyhow::{bail, ensure};
 use rand::seq::IndexedRandom;
 use rand::Rng;
-use serde::{Deserialize, Serialize};
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum TrialKind {
-    Main,
-    Catch,
-    Practice,
-}
-
-impl TrialKind {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Main => "main",
-            Self::Catch => "catch",
-            Self::Practice => "practice",
-        }
-    }
-}
+pub use crate::states::TrialKind;
 
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct UnitSpec {

@@ -18,6 +18,19 @@ pub struct StoredImage {
     pub mime: &'static str,
 }
 
+impl StoredImage {
+    /// The row that records this image.
+    pub fn row(&self) -> crate::db::images::NewImage<'_> {
+        crate::db::images::NewImage {
+            sha256: &self.sha256,
+            width: self.width as i32,
+            height: self.height as i32,
+            byte_size: self.byte_size as i64,
+            mime: self.mime,
+        }
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct ImageStore {
     root: PathBuf,

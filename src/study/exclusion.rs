@@ -3,23 +3,8 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::config::{ExclusionThresholds, StudyConfig};
-
-/// What a finished session did, as the rules need it.
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct SessionSummary {
-    pub catch_total: i64,
-    pub catch_correct: i64,
-    /// Main and catch answers that chose the query shown first / second.
-    pub chose_first: i64,
-    pub chose_second: i64,
-    pub instructions_secs: Option<f64>,
-    pub total_secs: Option<f64>,
-    pub practice_attempts: i64,
-    /// Main and catch answers sooner than the button lock allows (see [`ExclusionThresholds`]).
-    pub fast_answers: i64,
-    pub lock_ms: i64,
-}
+use super::config::ExclusionThresholds;
+pub use crate::db::sessions::SessionSummary;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Check {
@@ -28,26 +13,25 @@ pub struct Check {
     pub detail: String,
 }
 
-impl SessionSummary {
-    pub fn evaluate(&self, t: &ExclusionThresholds) -> Vec<Check> {
-        let check = |rule: &str, passed: bool, detail: String| Check {
-            rule: rule.into(),
-            passed,
-            detail,
-        };
-        let catch_accuracy =
-            (self.catch_total > 0).then(|| self.catch_correct as f64 / self.catch_total as f64);
-        let fewest = self.chose_first.min(self.chose_second);
-        let seconds =
-            |s: Option<f64>| s.map_or("not recorded".to_string(), |s| format!("{s:.1} s"));
-        vec![
+/// Every rule checked against the thresholds, with its detail; the session is excluded when any fails.
+pub fn evaluate(s: &SessionSummary, t: &ExclusionThresholds) -> Vec<Check> {
+    let check = |rule: &str, passed: bool, detail: String| Check {
+        rule: rule.into(),
+        passed,
+        detail,
+    };
+    let catch_accuracy = (s.catch_total > 0).then(|| s.catch_correct as f64 / s.catch_total as f64);
+    let fewest = s.chose_first.min(s.chose_second);
+    let seconds =
+        |secs: Option<f64>| secs.map_or("not recorded".to_string(), |v| format!("{v:.1} s"));
+    vec![
             check(
                 "catch_accuracy",
                 catch_accuracy.is_none_or(|a| a >= t.min_catch_accuracy),
                 match catch_accuracy {
                     Some(a) => format!(
                         "{} of {} catch trials correct ({a:.2}; at least {:.2} needed)",
-                        self.catch_correct, self.catch_total, t.min_catch_accuracy
+                        s.catch_correct, s.catch_total, t.min_catch_accuracy
                     ),
                     None => "no catch trials".into(),
                 },
@@ -57,80 +41,50 @@ impl SessionSummary {
                 fewest >= t.min_answers_per_position,
                 format!(
                     "chose the upper query {} and the lower {} times (at least {} each needed)",
-                    self.chose_first, self.chose_second, t.min_answers_per_position
+                    s.chose_first, s.chose_second, t.min_answers_per_position
                 ),
             ),
             check(
                 "instructions_time",
-                self.instructions_secs
+                s.instructions_secs
                     .is_some_and(|s| s >= t.min_instructions_secs),
                 format!(
                     "{} on the instructions (at least {} s needed)",
-                    seconds(self.instructions_secs),
+                    seconds(s.instructions_secs),
                     t.min_instructions_secs
                 ),
             ),
             check(
                 "total_time",
-                self.total_secs
+                s.total_secs
                     .is_some_and(|s| s >= t.min_total_secs && s <= t.max_total_secs),
                 format!(
                     "{} in total (between {} s and {} s allowed)",
-                    seconds(self.total_secs),
+                    seconds(s.total_secs),
                     t.min_total_secs,
                     t.max_total_secs
                 ),
             ),
             check(
                 "practice_attempts",
-                self.practice_attempts <= t.max_practice_attempts,
+                s.practice_attempts <= t.max_practice_attempts,
                 format!(
                     "{} practice rounds (at most {} allowed)",
-                    self.practice_attempts, t.max_practice_attempts
+                    s.practice_attempts, t.max_practice_attempts
                 ),
             ),
             check(
                 "answer_timing",
-                t.max_fast_answers.is_none_or(|max| self.fast_answers <= max),
+                t.max_fast_answers.is_none_or(|max| s.fast_answers <= max),
                 match t.max_fast_answers {
                     Some(max) => format!(
                         "{} answers came sooner than the {} ms button lock allows (at most {max} allowed)",
-                        self.fast_answers, self.lock_ms
+                        s.fast_answers, s.lock_ms
                     ),
                     None => "not checked".into(),
                 },
             ),
         ]
-    }
-}
-
-/// Evaluates a session's rules and stores the result; excluded sessions are kept, and their trials
-/// stop counting towards their units' quotas.
-pub async fn apply(
-    conn: &mut sqlx::PgConnection,
-    session_id: i64,
-    config: &StudyConfig,
-) -> sqlx::Result<bool> {
-    let checks = crate::db::sessions::exclusion_summary(conn, session_id, config.lock_ms)
-        .await?
-        .evaluate(&config.exclusion);
-    let excluded = checks.iter().any(|c| !c.passed);
-    let json = serde_json::to_value(&checks).unwrap_or_default();
-    crate::db::sessions::set_exclusion(conn, session_id, excluded, &json).await?;
-    Ok(excluded)
-}
-
-/// Re-evaluates every completed session of a study (after its thresholds changed); returns how many are excluded.
-pub async fn reevaluate_study(
-    conn: &mut sqlx::PgConnection,
-    study_id: i64,
-    config: &StudyConfig,
-) -> sqlx::Result<usize> {
-    let mut excluded = 0;
-    for id in crate::db::sessions::completed_ids(conn, study_id).await? {
-        excluded += usize::from(apply(conn, id, config).await?);
-    }
-    Ok(excluded)
 }
 
 #[cfg(test)]
@@ -153,8 +107,7 @@ mod tests {
     }
 
     fn failed(summary: &SessionSummary) -> Vec<String> {
-        summary
-            .evaluate(&ExclusionThresholds::default())
+        evaluate(summary, &ExclusionThresholds::default())
             .into_iter()
             .filter(|c| !c.passed)
             .map(|c| c.rule)
@@ -254,8 +207,7 @@ mod tests {
             fast_answers: 40,
             ..just_passing()
         };
-        let timing = summary
-            .evaluate(&off)
+        let timing = evaluate(&summary, &off)
             .into_iter()
             .find(|c| c.rule == "answer_timing")
             .unwrap();
@@ -269,7 +221,7 @@ mod tests {
             min_catch_accuracy: 1.0,
             ..ExclusionThresholds::default()
         };
-        let checks = just_passing().evaluate(&strict);
+        let checks = evaluate(&just_passing(), &strict);
         assert!(!checks[0].passed);
         assert_eq!(
             checks[0].detail,

@@ -7,20 +7,7 @@ use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
-/// A trial and how often it (or, for units, any trial of its unit) has been assigned to valid sessions.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct TrialLoad {
-    pub trial_id: i64,
-    pub unit_id: i64,
-    pub served: i64,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Slot {
-    pub trial_id: i64,
-    /// Whether the max query is shown first (on top).
-    pub max_first: bool,
-}
+pub use crate::db::sessions::{Slot, TrialLoad};
 
 /// The random stream of one session (and practice round), derived from the study seed.
 pub fn rng_for(seed: u64, session_id: i64, round: u64) -> ChaCha8Rng {

@@ -24,8 +24,8 @@ use tracing_actix_web::TracingLogger;
 
 use crate::error::AppError;
 use crate::stimuli::store::ImageStore;
-use crate::study::live::Live;
 use crate::study::recruit::ParticipantKey;
+use crate::study::session::Sessions;
 use crate::telemetry::RequestSpan;
 
 /// Request bodies larger than this are refused before they are read.
@@ -36,8 +36,8 @@ pub struct AppState {
     pub pool: PgPool,
     pub store: ImageStore,
     pub key: ParticipantKey,
-    /// The participants' current blocks and the answer writer of this process.
-    pub live: Arc<Live>,
+    /// The participant operations, with this process's kept blocks and answer writer.
+    pub sessions: Arc<Sessions>,
     /// Base of the links the dashboard shows (the `public_url` setting); `None`: the address the
     /// server listens on. Never taken from request headers, which a client sets.
     pub public_url: Option<String>,
@@ -46,12 +46,12 @@ pub struct AppState {
 impl AppState {
     /// The state of a server process; starts its answer writer on the current Tokio runtime.
     pub fn new(pool: PgPool, store: ImageStore, key: ParticipantKey) -> Self {
-        let live = Arc::new(Live::start(pool.clone()));
+        let sessions = Arc::new(Sessions::start(pool.clone(), key.clone()));
         Self {
             pool,
             store,
             key,
-            live,
+            sessions,
             public_url: None,
         }
     }

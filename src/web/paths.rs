@@ -10,7 +10,7 @@ use actix_web::{FromRequest, HttpRequest};
 use crate::error::AppError;
 
 /// The `{token}` of a session path: 64 lowercase hex digits, as sessions are given
-/// (`participation::start`). Dereferences to the token.
+/// (`Sessions::start_session`). Dereferences to the token.
 #[derive(Debug, Clone)]
 pub struct SessionToken(String);
 

@@ -12,6 +12,7 @@ use sqlx::{Connection, PgConnection, PgPool};
 use tokio::sync::OnceCell;
 
 use meilab::db::cluster::PrivateCluster;
+use meilab::states::StudyStatus;
 use meilab::stimuli::store::ImageStore;
 use meilab::stimuli::synthetic::{self, SyntheticOptions};
 use meilab::study::recruit::ParticipantKey;
@@ -108,9 +109,16 @@ impl TestApp {
         .expect("drawing panicked")
         .expect("synthetic stimuli are drawn");
         let mut tx = self.pool.begin().await.expect("begin");
-        let id = study::create(&mut tx, slug, "Test study", "active", &config, &set)
-            .await
-            .expect("study is created");
+        let id = study::create(
+            &mut tx,
+            slug,
+            "Test study",
+            StudyStatus::Active,
+            &config,
+            &set,
+        )
+        .await
+        .expect("study is created");
         tx.commit().await.expect("commit");
         id
     }

@@ -13,6 +13,7 @@ use secrecy::ExposeSecret;
 use crate::config::Settings;
 use crate::db;
 use crate::loadtest::{self, LoadOptions};
+use crate::states::StudyStatus;
 use crate::stimuli::store::ImageStore;
 use crate::stimuli::synthetic::{self, SyntheticOptions};
 use crate::stimuli::{TrialKind, TrialSpec, UnitSpec};
@@ -189,7 +190,15 @@ async fn create_study(pool: &sqlx::PgPool, work_dir: &Path, args: &LoadArgs) -> 
         ..StudyConfig::default()
     };
     let mut tx = pool.begin().await?;
-    study::create(&mut tx, SLUG, "Load benchmark", "active", &config, &set).await?;
+    study::create(
+        &mut tx,
+        SLUG,
+        "Load benchmark",
+        StudyStatus::Active,
+        &config,
+        &set,
+    )
+    .await?;
     tx.commit().await?;
     Ok(())
 }

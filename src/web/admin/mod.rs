@@ -195,12 +195,12 @@ pub struct StudyNav {
 }
 
 impl StudyNav {
-    pub fn new(study: &crate::db::studies::Study, tab: &'static str) -> Self {
+    pub fn new(study: &crate::study::Study, tab: &'static str) -> Self {
         Self {
             id: study.id,
             slug: study.slug.clone(),
             title: study.title.clone(),
-            status: study.status.clone(),
+            status: study.status.to_string(),
             tab,
         }
     }
@@ -210,8 +210,8 @@ impl StudyNav {
 pub async fn load_study(
     conn: &mut sqlx::PgConnection,
     id: i64,
-) -> Result<crate::db::studies::Study, AdminError> {
-    crate::db::studies::by_study_id(conn, id)
+) -> Result<crate::study::Study, AdminError> {
+    crate::study::by_id(conn, id)
         .await?
         .ok_or(AdminError::NotFound)
 }

@@ -135,7 +135,7 @@ pub struct SnapshotText {
 pub async fn snapshot(
     state: &AppState,
     study_id: i64,
-) -> Result<(Snapshot, db::studies::Study), AdminError> {
+) -> Result<(Snapshot, crate::study::Study), AdminError> {
     let mut conn = state.pool.acquire().await?;
     let study = load_study(&mut conn, study_id).await?;
     let sessions = db::dashboard::session_counts(&mut conn, study.id).await?;
@@ -183,7 +183,7 @@ pub async fn snapshot(
         updated: chrono::Utc::now().format("%H:%M:%S UTC").to_string(),
     };
     let snapshot = Snapshot {
-        status: study.status.clone(),
+        status: study.status.to_string(),
         started: sessions.started,
         in_progress: sessions.in_progress,
         completed: sessions.completed,

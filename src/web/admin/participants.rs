@@ -6,7 +6,7 @@ use actix_web::web;
 use serde::Deserialize;
 
 use super::{load_study, see_other, Admin, AdminError, PageResult};
-use crate::study::participation;
+use crate::study::session;
 use crate::web::AppState;
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
@@ -37,7 +37,7 @@ async fn reset(
     }
     let mut tx = state.pool.begin().await?;
     let study = load_study(&mut tx, *id).await?;
-    let withdrawn = participation::withdraw(&mut tx, &state.key, &study.slug, external_id).await?;
+    let withdrawn = session::withdraw(&mut tx, &state.key, &study.slug, external_id).await?;
     tx.commit().await?;
     let outcome = match &withdrawn {
         Some(w) => {

@@ -10,6 +10,7 @@ use serde::Deserialize;
 use super::study_page::{render, Outcome};
 use super::{load_study, see_other, Admin, PageResult};
 use crate::db;
+use crate::states::StudyStatus;
 use crate::stimuli::synthetic::{self, SyntheticOptions};
 use crate::stimuli::{imi, StimulusSet, TrialKind};
 use crate::web::AppState;
@@ -60,7 +61,8 @@ async fn add(
         imi_model: form.model.clone(),
         ..Outcome::default()
     };
-    if study.status != "draft" || existing.main + existing.catch + existing.practice > 0 {
+    if study.status != StudyStatus::Draft || existing.main + existing.catch + existing.practice > 0
+    {
         let outcome = refuse(
             "Stimuli can only be added to a draft that has none; clone the study to use other stimuli."
                 .into(),
@@ -142,8 +144,7 @@ async fn add(
         let outcome = refuse("Another import for this study finished first.".into());
         return render(&state, &request, &admin, &study, outcome).await;
     }
-    db::images::insert_many(&mut tx, &set.images).await?;
-    db::trials::insert_set(&mut tx, study.id, &set).await?;
+    crate::study::add_stimuli(&mut tx, study.id, &set).await?;
     tx.commit().await?;
     tracing::info!(
         admin = %admin.username,

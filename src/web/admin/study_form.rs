@@ -8,8 +8,9 @@ use serde::Deserialize;
 
 use super::{load_study, page, see_other, Admin, Chrome, PageResult, StudyNav};
 use crate::db;
+use crate::states::StudyStatus;
 use crate::study::config::{Completion, ExclusionThresholds, PracticeConfig, Side, Texts};
-use crate::study::{exclusion, StudyConfig};
+use crate::study::{session, StudyConfig};
 use crate::web::AppState;
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
@@ -344,7 +345,7 @@ async fn create(
         &mut tx,
         form.slug.trim(),
         form.title.trim(),
-        "draft",
+        StudyStatus::Draft,
         &config,
     )
     .await?;
@@ -362,7 +363,7 @@ async fn edit(state: web::Data<AppState>, admin: Admin, id: web::Path<i64>) -> P
         StatusCode::OK,
         &StudyFormPage {
             chrome: Chrome::new(&admin, "studies"),
-            slug_locked: study.status != "draft",
+            slug_locked: study.status != StudyStatus::Draft,
             action: format!("/admin/studies/{}/edit", study.id),
             nav: Some(StudyNav::new(&study, "settings")),
             form,
@@ -384,7 +385,7 @@ async fn update(
     let study = load_study(&mut tx, *id).await?;
     db::studies::lock(&mut tx, study.id).await?;
     // Recruitment links carry the slug: it is fixed once the study has been opened.
-    let slug_locked = study.status != "draft";
+    let slug_locked = study.status != StudyStatus::Draft;
     if slug_locked {
         form.slug = study.slug.clone();
     }
@@ -414,11 +415,11 @@ async fn update(
     .await?;
     let reevaluated = config.exclusion != study.config.exclusion;
     if reevaluated {
-        exclusion::reevaluate_study(&mut tx, study.id, &config).await?;
+        session::reevaluate_exclusions(&mut tx, study.id, &config).await?;
     }
     tx.commit().await?;
     if reevaluated {
-        state.live.loads_changed(study.id);
+        state.sessions.loads_changed(study.id);
     }
     tracing::info!(admin = %admin.username, study = study.id, "study settings saved");
     Ok(see_other(&format!(

@@ -10,7 +10,8 @@ use super::{
     count, load_study, page, percent, see_other, Admin, AdminError, Chrome, PageResult, StudyNav,
 };
 use crate::db;
-use crate::db::studies::Study;
+use crate::states::StudyStatus;
+use crate::study::Study;
 use crate::web::AppState;
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
@@ -21,25 +22,26 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
 
 /// A move of the lifecycle, as offered on the page.
 pub struct Transition {
-    pub to: &'static str,
+    pub to: StudyStatus,
     pub label: &'static str,
     pub primary: bool,
 }
 
 /// The moves allowed from `status`. A closed study stays closed; its data stays.
-pub fn transitions(status: &str) -> Vec<Transition> {
+pub fn transitions(status: StudyStatus) -> Vec<Transition> {
+    use StudyStatus::{Active, Closed, Draft, Paused};
     let t = |to, label, primary| Transition { to, label, primary };
     match status {
-        "draft" => vec![t("active", "Open to participants", true)],
-        "active" => vec![
-            t("paused", "Pause", false),
-            t("closed", "Close for good", false),
+        Draft => vec![t(Active, "Open to participants", true)],
+        Active => vec![
+            t(Paused, "Pause", false),
+            t(Closed, "Close for good", false),
         ],
-        "paused" => vec![
-            t("active", "Resume", true),
-            t("closed", "Close for good", false),
+        Paused => vec![
+            t(Active, "Resume", true),
+            t(Closed, "Close for good", false),
         ],
-        _ => vec![],
+        Closed => vec![],
     }
 }
 
@@ -167,7 +169,7 @@ pub async fn render(
             nav: StudyNav::new(study, "overview"),
             notice: outcome.notice,
             error: outcome.error,
-            transitions: transitions(&study.status),
+            transitions: transitions(study.status),
             links: recruitment_links(&base_url(state, request), &study.slug),
             stimuli,
             sessions,
@@ -220,37 +222,44 @@ async fn set_status(
     let mut tx = state.pool.begin().await?;
     let study = load_study(&mut tx, *id).await?;
     db::studies::lock(&mut tx, study.id).await?;
-    let allowed = transitions(&study.status).iter().any(|t| t.to == form.to);
-    let refusal = if !allowed {
-        Some(format!(
+    let to = form
+        .to
+        .parse::<StudyStatus>()
+        .ok()
+        .filter(|to| transitions(study.status).iter().any(|t| t.to == *to));
+    let refusal = match to {
+        None => Err(format!(
             "A {} study cannot become {}.",
             study.status, form.to
-        ))
-    } else if form.to == "active"
-        && db::dashboard::stimulus_counts(&mut tx, study.id)
-            .await?
-            .main
-            == 0
-    {
-        Some("Add stimuli first: a study without main trials cannot be opened.".to_string())
-    } else {
-        None
+        )),
+        Some(StudyStatus::Active)
+            if db::dashboard::stimulus_counts(&mut tx, study.id)
+                .await?
+                .main
+                == 0 =>
+        {
+            Err("Add stimuli first: a study without main trials cannot be opened.".to_string())
+        }
+        Some(to) => Ok(to),
     };
-    if let Some(message) = refusal {
-        drop(tx);
-        let outcome = Outcome {
-            status: StatusCode::CONFLICT,
-            error: Some(message),
-            ..Outcome::default()
-        };
-        return render(&state, &request, &admin, &study, outcome).await;
-    }
-    db::studies::set_status(&mut tx, study.id, &form.to).await?;
+    let to = match refusal {
+        Ok(to) => to,
+        Err(message) => {
+            drop(tx);
+            let outcome = Outcome {
+                status: StatusCode::CONFLICT,
+                error: Some(message),
+                ..Outcome::default()
+            };
+            return render(&state, &request, &admin, &study, outcome).await;
+        }
+    };
+    db::studies::set_status(&mut tx, study.id, to).await?;
     tx.commit().await?;
-    tracing::info!(admin = %admin.username, study = study.id, status = %form.to, "study status changed");
+    tracing::info!(admin = %admin.username, study = study.id, status = %to, "study status changed");
     Ok(see_other(&format!(
-        "/admin/studies/{}?notice={}",
-        study.id, form.to
+        "/admin/studies/{}?notice={to}",
+        study.id
     )))
 }
 
@@ -285,7 +294,8 @@ async fn clone(
         .chars()
         .take(200)
         .collect();
-    let copy = db::studies::insert(&mut tx, &slug, &title, "draft", &study.config).await?;
+    let copy =
+        db::studies::insert(&mut tx, &slug, &title, StudyStatus::Draft, &study.config).await?;
     db::studies::copy_stimuli(&mut tx, study.id, copy).await?;
     tx.commit().await?;
     tracing::info!(admin = %admin.username, from = study.id, to = copy, "study cloned");
@@ -308,10 +318,11 @@ mod tests {
 
     #[test]
     fn the_lifecycle_only_moves_forward_or_between_active_and_paused() {
-        let to = |s: &str| transitions(s).iter().map(|t| t.to).collect::<Vec<_>>();
-        assert_eq!(to("draft"), ["active"]);
-        assert_eq!(to("active"), ["paused", "closed"]);
-        assert_eq!(to("paused"), ["active", "closed"]);
-        assert!(to("closed").is_empty());
+        use StudyStatus::{Active, Closed, Draft, Paused};
+        let to = |s| transitions(s).iter().map(|t| t.to).collect::<Vec<_>>();
+        assert_eq!(to(Draft), [Active]);
+        assert_eq!(to(Active), [Paused, Closed]);
+        assert_eq!(to(Paused), [Active, Closed]);
+        assert!(to(Closed).is_empty());
     }
 }

@@ -24,13 +24,7 @@ use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 use crate::config::Settings;
 use crate::error::AppError;
 
-/// New sessions per client address per minute, all of them available at once. 120 lets a whole class
-/// or lab group behind one NAT start in the same minute (larger groups are spread over the following
-/// minutes by `Retry-After`, which the participant page honours), while a flood from one address gets
-/// 120 sessions a minute instead of every unit's quota: 1,100 parallel starts from one address create
-/// 120 sessions. `meilab bench load` turns the limit off for its single-address participants;
-/// `meilab loadtest` needs the server's limit raised to its participant count.
-pub const DEFAULT_PER_MINUTE: u32 = 120;
+pub use crate::config::SESSIONS_PER_IP_PER_MINUTE as DEFAULT_PER_MINUTE;
 
 /// The dashboard's zip uploads are refused beyond this unless configured (`max_upload_mib`).
 pub const DEFAULT_MAX_UPLOAD_BYTES: u64 = 2 << 30;

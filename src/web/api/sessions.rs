@@ -1,13 +1,14 @@
-//! Sessions, trials and responses of participants. Each request is one transaction; a reply is sent
-//! only after its transaction committed.
+//! Sessions, trials and responses of participants: each handler calls one operation of
+//! [`crate::study::session::Sessions`]; a reply is sent only after what it reports was committed.
 
 use actix_web::{web, HttpMessage, HttpRequest, HttpResponse};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use crate::error::AppError;
-use crate::study::participation::{
-    self, Answer, Completion, NewSession, Reply, SessionState, StartOutcome, Started, TrialView,
+use crate::states::Stage;
+use crate::study::session::{
+    Answer, Completion, NewSession, Reply, SessionState, Started, TrialView,
 };
 use crate::web::openapi::ApiError;
 use crate::web::paths::{SessionToken, StudySlug};
@@ -60,14 +61,8 @@ pub(crate) async fn create(
         limiter.check(limiter.client_ip(&request))?;
     }
     let new: NewSession = optional_json(&request, &body.map_err(super::payload_error)?)?;
-    let mut tx = state.pool.begin().await?;
-    let outcome = participation::start(&mut tx, &state.live, &state.key, &slug, new).await?;
-    // A refusal is counted on the session it names, so it commits too.
-    tx.commit().await?;
-    match outcome {
-        StartOutcome::Started(started) => Ok(HttpResponse::Created().json(started)),
-        StartOutcome::AlreadyStarted => Err(participation::already_started()),
-    }
+    let started = state.sessions.start_session(&slug, new).await?;
+    Ok(HttpResponse::Created().json(started))
 }
 
 /// The session's stage and progress.
@@ -85,8 +80,7 @@ pub(crate) async fn show(
     state: web::Data<AppState>,
     token: SessionToken,
 ) -> Result<HttpResponse, AppError> {
-    let mut conn = state.pool.acquire().await?;
-    let session = participation::state(&mut conn, &token).await?;
+    let session = state.sessions.state(&token).await?;
     Ok(HttpResponse::Ok().json(session))
 }
 
@@ -105,9 +99,7 @@ pub(crate) async fn consent(
     state: web::Data<AppState>,
     token: SessionToken,
 ) -> Result<HttpResponse, AppError> {
-    // One autocommitted statement.
-    let mut conn = state.pool.acquire().await?;
-    let stage = participation::consent(&mut conn, &token).await?;
+    let stage = state.sessions.consent(&token).await?;
     Ok(HttpResponse::Ok().json(StageReply { stage }))
 }
 
@@ -127,9 +119,7 @@ pub(crate) async fn instructions(
     state: web::Data<AppState>,
     token: SessionToken,
 ) -> Result<HttpResponse, AppError> {
-    let mut tx = state.pool.begin().await?;
-    let stage = participation::finish_instructions(&mut tx, &token).await?;
-    tx.commit().await?;
+    let stage = state.sessions.finish_instructions(&token).await?;
     Ok(HttpResponse::Ok().json(StageReply { stage }))
 }
 
@@ -149,18 +139,12 @@ pub(crate) async fn next_trial(
     state: web::Data<AppState>,
     token: SessionToken,
 ) -> Result<HttpResponse, AppError> {
-    Ok(
-        match state
-            .live
-            .next_trial(&state.pool, &state.key, &token)
-            .await?
-        {
-            Some(trial) => HttpResponse::Ok()
-                .insert_header(("Cache-Control", "no-store"))
-                .json(trial),
-            None => HttpResponse::NoContent().finish(),
-        },
-    )
+    Ok(match state.sessions.next_trial(&token).await? {
+        Some(trial) => HttpResponse::Ok()
+            .insert_header(("Cache-Control", "no-store"))
+            .json(trial),
+        None => HttpResponse::NoContent().finish(),
+    })
 }
 
 /// Answer a trial. Idempotent on `response_id`; acknowledged only once stored.
@@ -187,10 +171,7 @@ pub(crate) async fn respond(
     answer: web::Json<Answer>,
 ) -> Result<HttpResponse, AppError> {
     // `respond` returns once the answer is committed: a reply is sent only for a stored answer.
-    let reply = state
-        .live
-        .respond(&state.pool, &token, answer.into_inner())
-        .await?;
+    let reply = state.sessions.respond(&token, answer.into_inner()).await?;
     Ok(HttpResponse::Ok().json(reply))
 }
 
@@ -203,8 +184,7 @@ pub(crate) struct FinishBody {
 
 #[derive(Serialize, ToSchema)]
 pub(crate) struct StageReply {
-    /// consent, instructions, practice, trials, debrief or complete
-    stage: String,
+    stage: Stage,
 }
 
 /// End the session after the debrief; finishing again returns the same code.
@@ -229,13 +209,8 @@ pub(crate) async fn finish(
     body: Result<web::Bytes, actix_web::Error>,
 ) -> Result<HttpResponse, AppError> {
     let body: FinishBody = optional_json(&request, &body.map_err(super::payload_error)?)?;
-    let mut tx = state.pool.begin().await?;
-    let finished = participation::finish(&mut tx, &token, body.feedback).await?;
-    tx.commit().await?;
-    if let Some((study, trials)) = &finished.returned {
-        state.live.unassigned(*study, trials);
-    }
-    Ok(HttpResponse::Ok().json(finished.completion))
+    let completion = state.sessions.finish(&token, body.feedback).await?;
+    Ok(HttpResponse::Ok().json(completion))
 }
 
 /// A JSON body that may be left out entirely. A body that is there must be declared JSON, as for

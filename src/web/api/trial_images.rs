@@ -45,8 +45,8 @@ pub(crate) async fn image(
         return Err(not_found());
     };
     let sha = state
-        .live
-        .image(&state.pool, &state.key, &token, position, tag)
+        .sessions
+        .image(&token, position, tag)
         .await?
         .ok_or_else(not_found)?;
     let path = state.store.path(&sha).ok_or_else(not_found)?;

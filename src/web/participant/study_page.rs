@@ -6,8 +6,8 @@ use actix_web::http::StatusCode;
 use actix_web::{web, HttpResponse};
 use askama::Template;
 
-use crate::db;
 use crate::error::AppError;
+use crate::states::StudyStatus;
 use crate::study::recruit::Recruitment;
 use crate::web::pages::{html, ErrorPage};
 use crate::web::paths::StudySlug;
@@ -33,7 +33,7 @@ pub async fn show(
     query: web::Query<HashMap<String, String>>,
 ) -> Result<HttpResponse, AppError> {
     let mut conn = state.pool.acquire().await?;
-    let Some(study) = db::studies::by_slug(&mut conn, &slug).await? else {
+    let Some(study) = crate::study::by_slug(&mut conn, &slug).await? else {
         return html(
             StatusCode::NOT_FOUND,
             &ErrorPage {
@@ -42,7 +42,7 @@ pub async fn show(
             },
         );
     };
-    if study.status != "active" {
+    if study.status != StudyStatus::Active {
         return html(
             StatusCode::OK,
             &ErrorPage {

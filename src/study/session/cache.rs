@@ -1,5 +1,5 @@
-//! The participant's hot path, served from memory. Each active session's current block (the trials of
-//! its practice round or main block, and which are answered) is kept in this process, so `trials/next`
+//! The participants' current blocks, kept in this process. Each active session's current block (the
+//! trials of its practice round or main block, and which are answered) is kept here, so `trials/next`
 //! reads nothing from the database, and an answer that does not end its block is checked against the
 //! block and handed to a group-commit writer: the answers that arrive together are stored by one
 //! autocommitted insert, and each is acknowledged once that insert committed.
@@ -7,7 +7,7 @@
 //! The database stays the authority. A block changes in memory only after a commit, so it can lag the
 //! database (another process answered, a participant was deleted) but never run ahead of it; the keys
 //! of `responses` refuse what a lagging block lets through (a position answered elsewhere, one no longer
-//! assigned), and every answer the block cannot vouch for takes the locked path of [`participation`],
+//! assigned), and every answer the block cannot vouch for takes the locked path of [`super::flow`],
 //! after which the block is read again. Blocks older than [`BLOCK_TTL`] are read again too, which bounds
 //! how long another process's changes go unseen.
 //!
@@ -23,14 +23,16 @@ use std::time::{Duration, Instant};
 use sqlx::{PgConnection, PgPool};
 use tokio::sync::{mpsc, oneshot, Semaphore};
 
-use super::appearance::TrialImages;
-use super::participation::{self, Answer, Reply, TrialView};
+use super::flow::{config_of, shown_kind};
+use super::messages::{Answer, Reply, TrialView};
+use super::rules;
 use crate::db;
 use crate::db::responses::Checked;
+use crate::db::sessions::{Slot, TrialLoad};
 use crate::error::AppError;
+use crate::states::{Stage, TrialKind};
+use crate::study::appearance::TrialImages;
 use crate::study::recruit::ParticipantKey;
-use crate::study::schedule::{Slot as Assigned, TrialLoad};
-use crate::study::StudyConfig;
 
 /// A cached block is read again from the database after this long.
 pub const BLOCK_TTL: Duration = Duration::from_secs(30);
@@ -42,13 +44,13 @@ const CAPACITY: usize = 20_000;
 const MAX_BATCH: usize = 256;
 const WRITERS: usize = 2;
 
-pub struct Live {
+pub(super) struct Cache {
     blocks: Arc<Mutex<Blocks>>,
     loads: Mutex<HashMap<i64, Loads>>,
     writer: mpsc::Sender<Pending>,
 }
 
-impl Live {
+impl Cache {
     /// Starts the writer on the current Tokio runtime.
     pub fn start(pool: PgPool) -> Self {
         let (writer, queue) = mpsc::channel(4 * MAX_BATCH);
@@ -69,8 +71,8 @@ impl Live {
         conn: &mut PgConnection,
         study_id: i64,
         release_after_secs: f64,
-        plan: impl FnOnce(&[TrialLoad], &[TrialLoad]) -> Option<Vec<Assigned>>,
-    ) -> Result<Option<Vec<Assigned>>, AppError> {
+        plan: impl FnOnce(&[TrialLoad], &[TrialLoad]) -> Option<Vec<Slot>>,
+    ) -> Result<Option<Vec<Slot>>, AppError> {
         let fresh = self
             .loads()
             .get(&study_id)
@@ -115,39 +117,29 @@ impl Live {
         lock(&self.loads)
     }
 
-    /// The session's next trial; `None` when its current stage has none left. The time it was first
-    /// served is kept: an answer sooner than the button lock after it is refused.
-    pub async fn next_trial(
-        &self,
-        pool: &PgPool,
-        key: &ParticipantKey,
-        token: &str,
-    ) -> Result<Option<TrialView>, AppError> {
-        let serve = |blocks: &mut Blocks| blocks.get_mut(token).and_then(|b| b.serve(key, token));
-        let cached = serve(&mut self.blocks());
-        if cached.is_some() {
-            return Ok(cached);
-        }
-        let mut conn = pool.acquire().await?;
-        self.load(&mut conn, token).await?;
-        let loaded = serve(&mut self.blocks());
-        match loaded {
-            Some(view) => Ok(Some(view)),
-            // No trials at this stage, or an unknown session: the database path answers.
-            None => participation::next_trial(&mut conn, key, token).await,
-        }
+    /// The kept block's next trial, marked as served now unless it was served before; `None` when no
+    /// block is kept for `token` or it has no trial left.
+    pub fn serve(&self, key: &ParticipantKey, token: &str) -> Option<TrialView> {
+        self.blocks()
+            .get_mut(token)
+            .and_then(|b| b.serve(key, token))
     }
 
-    /// The image behind an appearance tag of the trial at `position` (see [`super::appearance`]).
-    pub async fn image(
+    /// Whether a block is kept for `token`.
+    pub fn holds(&self, token: &str) -> bool {
+        self.blocks().get(token).is_some()
+    }
+
+    /// The image behind an appearance tag of the trial at `position` (see [`crate::study::appearance`]),
+    /// when that trial is in the kept block.
+    pub fn image(
         &self,
-        pool: &PgPool,
         key: &ParticipantKey,
         token: &str,
         position: i32,
         tag: &str,
-    ) -> Result<Option<String>, AppError> {
-        let kept = self.blocks().get(token).and_then(|block| {
+    ) -> Option<Option<String>> {
+        self.blocks().get(token).and_then(|block| {
             let place = block.places.iter().find(|p| p.position == position)?;
             Some(place.trial.images().resolve(
                 key,
@@ -156,75 +148,54 @@ impl Live {
                 place.max_first,
                 tag,
             ))
-        });
-        if let Some(found) = kept {
-            return Ok(found);
-        }
-        // A trial of an earlier block, or a session served by another process.
-        let mut conn = pool.acquire().await?;
-        let Some(row) = db::sessions::trial_at(&mut conn, token, position).await? else {
-            return Ok(None);
-        };
-        let images = TrialImages {
-            max_query: &row.max_query,
-            min_query: &row.min_query,
-            max_refs: &row.max_refs,
-            min_refs: &row.min_refs,
-        };
-        Ok(images.resolve(key, row.session_id, position, row.max_first, tag))
+        })
     }
 
-    /// Takes one answer; acknowledged only once stored (see the module's notes).
-    pub async fn respond(
+    /// The answer and its reply when the kept block can vouch for it (see [`Block::check`]); `None`
+    /// sends it to the locked path. An answer sooner than the button lock is refused.
+    pub fn check(
         &self,
-        pool: &PgPool,
         token: &str,
-        answer: Answer,
-    ) -> Result<Reply, AppError> {
-        participation::check_answer(&answer)?;
-        if self.blocks().get(token).is_none() {
-            let mut conn = pool.acquire().await?;
-            self.load(&mut conn, token).await?;
-        }
-        let checked = match self.blocks().get(token) {
+        answer: &Answer,
+    ) -> Result<Option<(Checked, Reply)>, AppError> {
+        match self.blocks().get(token) {
             Some(block) => {
-                block.check_lock(&answer)?;
-                block.check(&answer)
+                block.check_lock(answer)?;
+                Ok(block.check(answer))
             }
-            None => None,
-        };
-        if let Some((checked, reply)) = checked {
-            let (done, stored) = oneshot::channel();
-            let pending = Pending {
-                token: token.to_string(),
-                checked,
-                done,
-            };
-            if self.writer.send(pending).await.is_ok() {
-                match stored.await.unwrap_or(Ok(false)) {
-                    Ok(true) => return Ok(reply),
-                    Ok(false) => {}
-                    Err(e) => return Err(e),
-                }
-            }
+            None => Ok(None),
         }
-        // What the block cannot vouch for takes the lock; the session may move on, so its block is
-        // read again next time.
-        let mut conn = pool.acquire().await?;
-        let outcome = participation::respond(&mut conn, token, answer).await;
-        self.blocks().remove(token);
-        outcome
+    }
+
+    /// Hands a checked answer to the writer: `true` once stored, `false` if the locked path must
+    /// decide (the writer skipped it, or is gone).
+    pub async fn write(&self, token: &str, checked: Checked) -> Result<bool, AppError> {
+        let (done, stored) = oneshot::channel();
+        let pending = Pending {
+            token: token.to_string(),
+            checked,
+            done,
+        };
+        if self.writer.send(pending).await.is_err() {
+            return Ok(false);
+        }
+        stored.await.unwrap_or(Ok(false))
     }
 
     /// Reads the session's current block into memory; nothing is kept for an unknown session or a
     /// stage without trials.
-    async fn load(&self, conn: &mut PgConnection, token: &str) -> Result<(), AppError> {
+    pub async fn load(&self, conn: &mut PgConnection, token: &str) -> Result<(), AppError> {
         let rows = db::sessions::current_block(conn, token).await?;
         let mut blocks = self.blocks();
         if let Some(block) = Block::from_rows(rows, &mut blocks.trials)? {
             blocks.insert(token, block);
         }
         Ok(())
+    }
+
+    /// Drops the kept block: the session may have moved on, so it is read again next time.
+    pub fn forget(&self, token: &str) {
+        self.blocks().remove(token);
     }
 
     fn blocks(&self) -> std::sync::MutexGuard<'_, Blocks> {
@@ -310,9 +281,9 @@ impl Blocks {
     }
 }
 
-/// A trial's images (content hashes) and whether it is a practice trial.
+/// A trial's images (content hashes) and its kind.
 struct Trial {
-    practice: bool,
+    kind: TrialKind,
     max_query: String,
     min_query: String,
     max_refs: Vec<String>,
@@ -344,7 +315,7 @@ struct Place {
 /// A session's current block as the database had it when read, plus this process's answers since.
 struct Block {
     session_id: i64,
-    practice: bool,
+    stage: Stage,
     main_total: i32,
     main_answered: i64,
     feedback: bool,
@@ -362,11 +333,10 @@ impl Block {
         let Some(first) = rows.first() else {
             return Ok(None);
         };
-        let config = StudyConfig::from_json(first.config.clone())
-            .map_err(|e| AppError::Internal(anyhow::anyhow!("invalid study configuration: {e}")))?;
+        let config = config_of(first.config.clone())?;
         let mut block = Self {
             session_id: first.session_id,
-            practice: first.stage == super::participation::stage::PRACTICE,
+            stage: first.stage,
             main_total: first.main_total,
             main_answered: first.main_answered,
             feedback: config.feedback,
@@ -380,7 +350,7 @@ impl Block {
                 .entry(row.trial_id)
                 .or_insert_with(|| {
                     Arc::new(Trial {
-                        practice: row.kind == "practice",
+                        kind: row.kind,
                         max_query: row.max_query,
                         min_query: row.min_query,
                         max_refs: row.max_refs,
@@ -409,8 +379,7 @@ impl Block {
         let urls = trial.images().urls(key, token, session_id, slot.position);
         Some(TrialView {
             position: slot.position,
-            // Catch trials look like any other trial.
-            kind: if trial.practice { "practice" } else { "main" },
+            kind: shown_kind(trial.kind),
             min_refs: urls.min_refs,
             max_refs: urls.max_refs,
             queries: urls.queries,
@@ -434,7 +403,7 @@ impl Block {
         };
         let lock = Duration::from_millis(self.lock_ms.max(0) as u64);
         if served.elapsed() < lock {
-            return Err(participation::answered_too_soon(self.lock_ms));
+            return Err(rules::answered_too_soon(self.lock_ms));
         }
         Ok(())
     }
@@ -447,18 +416,8 @@ impl Block {
         if current.position != answer.position {
             return None;
         }
-        let correct = (answer.chosen == 0) == current.max_first;
-        let reply = Reply {
-            correct: (self.practice || self.feedback).then_some(correct),
-            next_position: Some(following),
-            stage: if self.practice {
-                participation::stage::PRACTICE
-            } else {
-                participation::stage::TRIALS
-            }
-            .into(),
-            practice_round: None,
-        };
+        let correct = rules::is_correct(answer.chosen, current.max_first);
+        let reply = rules::reply_within_block(self.stage, self.feedback, correct, Some(following));
         let checked = Checked {
             response: answer.response(self.session_id, correct),
             reply: serde_json::to_value(&reply).ok()?,
@@ -468,7 +427,7 @@ impl Block {
 
     fn mark_answered(&mut self, position: i32) {
         if let Some(slot) = self.places.iter_mut().find(|s| s.position == position) {
-            if !slot.answered && !self.practice {
+            if !slot.answered && self.stage == Stage::Trials {
                 self.main_answered += 1;
             }
             slot.answered = true;
