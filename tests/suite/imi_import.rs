@@ -1,12 +1,11 @@
 //! Imports of the IMI dataset's two folder layouts (fixtures in ../shared/assets/imi).
 
-mod common;
-
 use std::path::PathBuf;
 
-use common::spawn_app;
 use meilab::stimuli::{imi, TrialKind};
 use meilab::study::{self, StudyConfig};
+
+use crate::common::{self, spawn_app};
 
 fn imi_fixtures() -> PathBuf {
     let assets = std::env::var_os("MEILAB_TEST_ASSETS")

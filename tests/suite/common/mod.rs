@@ -2,7 +2,6 @@
 //! `DATABASE_URL` names the server to create test databases on; without it the private cluster of
 //! `meilab demo` runs under the target folder, shared by all test processes, and the tests connect to it
 //! as its application role over its Unix socket.
-#![allow(dead_code)]
 
 use std::path::PathBuf;
 use std::str::FromStr;
@@ -298,3 +297,4 @@ impl Participant<'_> {
 }
 pub mod admin;
 pub mod browser;
+pub mod studies;

@@ -2,8 +2,6 @@
 //! one short log line, every page carries the security headers, and the API is consistent about what
 //! it accepts.
 
-mod common;
-
 use std::io::{BufRead, BufReader};
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::Path;
@@ -11,13 +9,14 @@ use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use common::{spawn_app, TestApp};
 use meilab::accounts::Role;
 use meilab::db::cluster::{self, PrivateCluster, APP_ROLE};
 use meilab::study::StudyConfig;
 use serde_json::json;
 use sqlx::postgres::PgConnectOptions;
 use sqlx::{ConnectOptions, Connection, PgConnection};
+
+use crate::common::{self, spawn_app, TestApp};
 
 async fn shared_cluster() -> PrivateCluster {
     tokio::task::spawn_blocking(common::private_cluster)

@@ -1,28 +1,11 @@
 //! The bad-input sweep: every kind of malformed, hostile or out-of-turn request gets a 4xx JSON error
 //! and writes nothing; hostile text is escaped wherever it is shown.
 
-mod common;
-
-use common::{spawn_app, Participant, TestApp};
 use meilab::accounts::Role;
-use meilab::study::config::ExclusionThresholds;
-use meilab::study::StudyConfig;
 use serde_json::json;
 
-fn small_study() -> StudyConfig {
-    StudyConfig {
-        trials_per_session: 4,
-        catch_per_session: 1,
-        lock_ms: 0,
-        exclusion: ExclusionThresholds {
-            min_answers_per_position: 0,
-            min_instructions_secs: 0.0,
-            min_total_secs: 0.0,
-            ..ExclusionThresholds::default()
-        },
-        ..StudyConfig::default()
-    }
-}
+use crate::common::studies::small_study;
+use crate::common::{spawn_app, Participant, TestApp};
 
 /// Everything a participant request could write: row counts and a digest of every session, assignment
 /// and response, so an update shows as well as an insert. A refused start with a known external id

@@ -2,49 +2,29 @@
 //! `responses.csv` alone, every CSV readable with a header and with user text neutralised, the excluded
 //! sessions' rows, the plots, and the results page.
 
-mod common;
-#[path = "vision_common/mod.rs"]
-mod vision_common;
-
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use common::{spawn_app, Participant, TestApp};
 use meilab::accounts::Role;
 use meilab::export::{study as export_study, What};
 use meilab::observer::{self, ScoreOptions};
 use meilab::progress::Silent;
-use meilab::study::config::{ExclusionThresholds, PracticeConfig};
-use meilab::study::StudyConfig;
 use serde_json::json;
+
+use crate::common::studies::{lenient, no_practice_study};
+use crate::common::{spawn_app, Participant, TestApp};
+use crate::vision_common;
 
 /// Tap and condition names as an import could bring them: spreadsheet formulas.
 const TAP: &str = "=cmd|' /C calc'!A0";
 const CONDITION: &str = "@hard";
 
-fn config() -> StudyConfig {
-    StudyConfig {
-        trials_per_session: 16,
-        catch_per_session: 2,
-        lock_ms: 0,
-        practice: PracticeConfig {
-            trials: 0,
-            max_attempts: 1,
-        },
-        exclusion: ExclusionThresholds {
-            min_answers_per_position: 0,
-            min_instructions_secs: 0.0,
-            min_total_secs: 0.0,
-            ..ExclusionThresholds::default()
-        },
-        ..StudyConfig::default()
-    }
-}
-
 /// A scored study answered by eight careful participants (catch trials right, main trials right about
 /// three times in four) and one careless one, who is excluded.
 async fn answered_study(app: &TestApp) -> i64 {
-    let id = app.create_synthetic_study("exported", config()).await;
+    let id = app
+        .create_synthetic_study("exported", no_practice_study(lenient()))
+        .await;
     for sql in [
         "UPDATE units SET tap = $1 WHERE tap = 'colour'",
         "UPDATE trials SET condition = $1 WHERE condition = 'hard'",

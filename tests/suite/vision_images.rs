@@ -1,8 +1,7 @@
-mod vision_common;
-
 use image::{DynamicImage, GrayImage, ImageFormat, Rgba, RgbaImage};
 use meilab::vision::{decode_image, load_image, to_batch, Normalization, Resize};
-use vision_common::{noise_image, sample_images};
+
+use crate::vision_common::{noise_image, sample_images};
 
 fn encode(img: &DynamicImage, format: ImageFormat) -> Vec<u8> {
     let mut buf = std::io::Cursor::new(Vec::new());

@@ -2,13 +2,12 @@
 //! opens it; a participant completes it; the admin sees the responses counted live and downloads
 //! `responses.csv`. Screenshots of each page go to `target/screenshots/admin-*.png`.
 
-mod common;
-
-use common::admin::PASSWORD;
-use common::browser::Browser;
-use common::spawn_app;
 use meilab::accounts::Role;
 use serde_json::json;
+
+use crate::common::admin::PASSWORD;
+use crate::common::browser::Browser;
+use crate::common::spawn_app;
 
 #[tokio::test]
 async fn an_admin_creates_and_opens_a_study_and_downloads_its_responses() {

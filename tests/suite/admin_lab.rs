@@ -1,19 +1,18 @@
 //! The stimuli lab of the dashboard: an image set registered from a server folder or a zip upload, a
 //! trial build queued from the form and run by a worker with live progress, and the form's refusals.
 
-mod common;
-mod vision_common;
-
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use common::admin::{csrf_of, spawn_app_with, PASSWORD};
-use common::browser::Browser;
-use common::spawn_app;
 use meilab::accounts::Role;
 use meilab::jobs::Worker;
 use meilab::web::api::limit::Limits;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+use crate::common::admin::{csrf_of, spawn_app_with, PASSWORD};
+use crate::common::browser::Browser;
+use crate::common::{self, spawn_app};
+use crate::vision_common;
 
 /// Limits under which the dashboard may also read `extra` (besides the data directory).
 fn reading(data: &Path, extra: &[&Path]) -> Limits {

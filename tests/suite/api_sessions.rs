@@ -1,10 +1,9 @@
 //! The participant JSON API against a real server and PostgreSQL.
 
-mod common;
-
-use common::{spawn_app, Participant};
 use meilab::study::StudyConfig;
 use serde_json::json;
+
+use crate::common::{spawn_app, Participant};
 
 fn small_study() -> StudyConfig {
     StudyConfig {

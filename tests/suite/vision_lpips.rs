@@ -1,9 +1,8 @@
-mod vision_common;
-
 use meilab::vision::lpips::LpipsReference;
 use meilab::vision::weights::WeightSet;
 use meilab::vision::{Lpips, LpipsNet};
-use vision_common::{golden, sample_images, weights};
+
+use crate::vision_common::{self, golden, sample_images, weights};
 
 const GOLDEN: [(LpipsNet, f32, f32); 3] = [
     (LpipsNet::Alex, 0.721881, 0.137566),

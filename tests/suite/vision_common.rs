@@ -1,5 +1,4 @@
 //! Shared helpers of the vision integration tests: where the assets are, and weights for a fresh clone.
-#![allow(dead_code)]
 
 use std::path::{Path, PathBuf};
 

@@ -1,9 +1,6 @@
 //! Stimuli from a real network: image sets (folder, zip), resumable activation extraction, a build
 //! of neuron / PCA / k-means units into protocol trials, and the jobs queue that runs builds.
 
-mod common;
-mod vision_common;
-
 use std::collections::HashSet;
 use std::io::Write;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -18,6 +15,9 @@ use meilab::stimuli::directions::{Basis, KmeansActivation};
 use meilab::stimuli::image_set;
 use meilab::stimuli::store::ImageStore;
 use meilab::vision::{Arch, Backbone, LpipsNet, Tap};
+
+use crate::common;
+use crate::vision_common;
 
 /// Asks the work to stop once `limit` items are done; counts what was done.
 struct StopAfter {

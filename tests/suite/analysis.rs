@@ -1,33 +1,12 @@
 //! The analysis of a study read back from PostgreSQL: crafted answers give known accuracies, a perfectly
 //! consistent split-half, and excluded sessions stay out.
 
-mod common;
-
-use common::{spawn_app, Participant, TestApp};
 use meilab::analysis::bootstrap::RESAMPLES;
 use meilab::export::study::analyse_study;
-use meilab::study::config::{ExclusionThresholds, PracticeConfig};
-use meilab::study::StudyConfig;
 use serde_json::json;
 
-fn config() -> StudyConfig {
-    StudyConfig {
-        trials_per_session: 16,
-        catch_per_session: 2,
-        lock_ms: 0,
-        practice: PracticeConfig {
-            trials: 0,
-            max_attempts: 1,
-        },
-        exclusion: ExclusionThresholds {
-            min_answers_per_position: 0,
-            min_instructions_secs: 0.0,
-            min_total_secs: 0.0,
-            ..ExclusionThresholds::default()
-        },
-        ..StudyConfig::default()
-    }
-}
+use crate::common::studies::{lenient, no_practice_study};
+use crate::common::{spawn_app, Participant, TestApp};
 
 /// The tap and kind of the trial at `position` of a session.
 async fn trial_at(app: &TestApp, token: &str, position: i64) -> (String, String) {
@@ -46,7 +25,9 @@ async fn trial_at(app: &TestApp, token: &str, position: i64) -> (String, String)
 #[tokio::test]
 async fn crafted_answers_give_known_accuracies_and_a_perfect_split_half() {
     let app = spawn_app().await;
-    let id = app.create_synthetic_study("crafted", config()).await;
+    let id = app
+        .create_synthetic_study("crafted", no_practice_study(lenient()))
+        .await;
     // Two valid participants: right on colour and mixed units, wrong on orientation units, right on
     // catch trials. Every unit then has two identical responses.
     for who in ["a", "b"] {

@@ -1,35 +1,18 @@
 //! Privacy: `meilab participant delete` removes every row of a withdrawn participant and nothing else;
 //! raw external ids are stored nowhere and exported nowhere.
 
-mod common;
-
 use std::process::Command;
 
-use common::{spawn_app, Participant, TestApp};
 use meilab::accounts::Role;
-use meilab::study::config::ExclusionThresholds;
 use meilab::study::recruit::ParticipantKey;
-use meilab::study::StudyConfig;
 use meilab::web::{self, AppState};
 use serde_json::json;
 use sqlx::PgPool;
 
-const SECRET: &str = "a-test-server-secret-0123456789abcdef";
+use crate::common::studies::small_study;
+use crate::common::{self, spawn_app, Participant, TestApp};
 
-fn small_study() -> StudyConfig {
-    StudyConfig {
-        trials_per_session: 4,
-        catch_per_session: 1,
-        lock_ms: 0,
-        exclusion: ExclusionThresholds {
-            min_answers_per_position: 0,
-            min_instructions_secs: 0.0,
-            min_total_secs: 0.0,
-            ..ExclusionThresholds::default()
-        },
-        ..StudyConfig::default()
-    }
-}
+const SECRET: &str = "a-test-server-secret-0123456789abcdef";
 
 /// The test app, served under a secret the command line can be given too.
 async fn app_with_secret() -> TestApp {

@@ -1,11 +1,10 @@
-mod vision_common;
-
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use meilab::vision::weights::{read_weights, read_weights_bytes, HostTensor, WeightSet};
 use meilab::vision::{Arch, LpipsNet, VisionError};
-use vision_common::{assets, weights_dir};
+
+use crate::vision_common::{assets, weights_dir};
 
 fn scratch(name: &str) -> PathBuf {
     let d = std::env::temp_dir().join(format!("meilab-test-{name}-{}", std::process::id()));

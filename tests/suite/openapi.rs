@@ -1,12 +1,11 @@
 //! The OpenAPI document at `/api/v1/openapi.json` against the routes the server really answers.
 
-mod common;
-
 use std::collections::BTreeSet;
 
-use common::{spawn_app, Participant};
 use meilab::study::StudyConfig;
 use serde_json::{json, Value};
+
+use crate::common::{self, spawn_app, Participant};
 
 /// The participant API as DESIGN 2.2 lists it.
 const ROUTES: [(&str, &str); 8] = [

@@ -1,16 +1,11 @@
 //! The in-silico observer on a real study: its scores against literal LPIPS distances, idempotent
 //! re-scoring, cancellation; single-layer observers on real IMI trials; the colour observer.
 
-mod common;
-#[path = "vision_common/mod.rs"]
-mod vision_common;
-
 use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
-use common::spawn_app;
 use meilab::db::judgments::{self, TrialImages};
 use meilab::observer::{self, blocked, load_from_store, Layers, Metric, Rule, ScoreOptions};
 use meilab::progress::{Cancelled, Progress, Silent};
@@ -19,6 +14,9 @@ use meilab::stimuli::{imi, StimulusSet, TrialKind};
 use meilab::study::{self, StudyConfig};
 use meilab::vision::{Lpips, LpipsFeatures, LpipsNet};
 use rand::SeedableRng;
+
+use crate::common::spawn_app;
+use crate::vision_common;
 
 fn options(rule: Rule) -> ScoreOptions {
     let mut o = ScoreOptions::new(vision_common::weights_dir());

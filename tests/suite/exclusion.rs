@@ -1,25 +1,11 @@
 //! Exclusion is evaluated when a session finishes; excluded sessions are kept and free their units.
 
-mod common;
-
-use common::spawn_app;
-use meilab::study::config::{ExclusionThresholds, PracticeConfig};
+use meilab::study::config::ExclusionThresholds;
 use meilab::study::StudyConfig;
 use serde_json::json;
 
-fn config(exclusion: ExclusionThresholds) -> StudyConfig {
-    StudyConfig {
-        trials_per_session: 16,
-        catch_per_session: 2,
-        lock_ms: 0,
-        practice: PracticeConfig {
-            trials: 0,
-            max_attempts: 1,
-        },
-        exclusion,
-        ..StudyConfig::default()
-    }
-}
+use crate::common::studies::{lenient, no_practice_study};
+use crate::common::{self, spawn_app};
 
 async fn complete_one(app: &common::TestApp, slug: &str, who: &str) -> (bool, serde_json::Value) {
     let p = app.participant(slug, json!({"external_id": who})).await;
@@ -38,7 +24,7 @@ async fn complete_one(app: &common::TestApp, slug: &str, who: &str) -> (bool, se
 #[tokio::test]
 async fn a_hurried_session_is_excluded_with_its_reasons_and_kept() {
     let app = spawn_app().await;
-    app.create_synthetic_study("fast", config(ExclusionThresholds::default()))
+    app.create_synthetic_study("fast", no_practice_study(ExclusionThresholds::default()))
         .await;
     let (excluded, checks) = complete_one(&app, "fast", "quick").await;
     assert!(excluded);
@@ -63,13 +49,8 @@ async fn a_hurried_session_is_excluded_with_its_reasons_and_kept() {
 #[tokio::test]
 async fn a_session_within_every_threshold_is_kept_valid() {
     let app = spawn_app().await;
-    let lenient = ExclusionThresholds {
-        min_answers_per_position: 0,
-        min_instructions_secs: 0.0,
-        min_total_secs: 0.0,
-        ..ExclusionThresholds::default()
-    };
-    app.create_synthetic_study("calm", config(lenient)).await;
+    app.create_synthetic_study("calm", no_practice_study(lenient()))
+        .await;
     let (excluded, checks) = complete_one(&app, "calm", "ok").await;
     assert!(!excluded, "{checks}");
     assert_eq!(checks.as_array().unwrap().len(), 6);
@@ -79,7 +60,7 @@ async fn a_session_within_every_threshold_is_kept_valid() {
 async fn units_of_excluded_sessions_return_to_the_pool() {
     let app = spawn_app().await;
     // 16 units, 16 per session: a valid session would leave every unit served once, an excluded one none.
-    app.create_synthetic_study("pool", config(ExclusionThresholds::default()))
+    app.create_synthetic_study("pool", no_practice_study(ExclusionThresholds::default()))
         .await;
     assert!(complete_one(&app, "pool", "first").await.0);
     let second = app
@@ -119,7 +100,7 @@ async fn starts_take_the_least_served_units_and_an_exclusion_returns_them_at_onc
     let eight = StudyConfig {
         trials_per_session: 8,
         catch_per_session: 0,
-        ..config(ExclusionThresholds::default())
+        ..no_practice_study(ExclusionThresholds::default())
     };
     app.create_synthetic_study("least", eight).await;
     let a = app.participant("least", json!({"external_id": "a"})).await;
@@ -171,13 +152,7 @@ async fn timing_check(app: &common::TestApp, token: &str) -> (bool, serde_json::
 async fn answers_sooner_than_the_lock_exclude_a_session_whether_reported_or_timed_on_the_server() {
     let app = spawn_app().await;
     let lock_ms = 300;
-    let lenient = ExclusionThresholds {
-        min_answers_per_position: 0,
-        min_instructions_secs: 0.0,
-        min_total_secs: 0.0,
-        ..ExclusionThresholds::default()
-    };
-    let mut config = config(lenient);
+    let mut config = no_practice_study(lenient());
     config.trials_per_session = 4;
     config.catch_per_session = 1;
     config.lock_ms = lock_ms;
@@ -248,7 +223,8 @@ async fn answers_per_position_counts_catch_answers_just_passing_and_just_failing
             min_total_secs: 0.0,
             ..ExclusionThresholds::default()
         };
-        app.create_synthetic_study(slug, config(thresholds)).await;
+        app.create_synthetic_study(slug, no_practice_study(thresholds))
+            .await;
         let p = app.participant(slug, json!({})).await;
         p.consent_and_read_instructions().await;
         let mut catch_positions = 0;

@@ -5,8 +5,6 @@
 //! can be given with `MEILAB_TEST_CHROMIUM` and `MEILAB_TEST_CHROMEDRIVER`. A missing browser fails the
 //! tests with a message saying so: they are never skipped silently.
 
-mod common;
-
 use std::collections::{BTreeMap, HashSet};
 use std::time::{Duration, Instant};
 
@@ -15,7 +13,7 @@ use meilab::study::config::{Completion, PracticeConfig, StudyConfig};
 use serde_json::{json, Value};
 use sqlx::Row;
 
-use common::{spawn_app, TestApp};
+use crate::common::{self, spawn_app, TestApp};
 
 const VIEWPORT: (u32, u32) = (940, 600);
 const LOCK_MS: i64 = 300;

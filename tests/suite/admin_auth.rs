@@ -1,19 +1,18 @@
 //! Dashboard access: every route needs a session, roles limit what a session may change, every form
 //! needs its CSRF token, failed logins are limited and tell nothing about which names exist.
 
-mod common;
-
 use std::time::{Duration, Instant};
 
-use common::admin::{
-    client, client_from, cookie, location, set_cookie_header, spawn_app_with, PASSWORD,
-};
-use common::spawn_app;
 use meilab::accounts::Role;
 use meilab::study::StudyConfig;
 use meilab::web::admin::login;
 use meilab::web::api::limit::{Limits, TrustedProxies};
 use reqwest::header::COOKIE;
+
+use crate::common::admin::{
+    client, client_from, cookie, location, set_cookie_header, spawn_app_with, PASSWORD,
+};
+use crate::common::{self, spawn_app};
 
 /// Every dashboard route, with `{id}` for a study.
 const GET_ROUTES: &[&str] = &[

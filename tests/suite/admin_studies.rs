@@ -1,15 +1,14 @@
 //! Studies from the dashboard: the settings form and its validation, the lifecycle, stimuli, cloning,
 //! monitoring figures and the responses download.
 
-mod common;
-
 use std::path::PathBuf;
 
-use common::admin::{as_refs, location, study_fields, with, AdminClient};
-use common::spawn_app;
 use meilab::accounts::Role;
-use meilab::study::config::ExclusionThresholds;
 use meilab::study::StudyConfig;
+
+use crate::common::admin::{as_refs, location, study_fields, with, AdminClient};
+use crate::common::studies::lenient;
+use crate::common::{self, spawn_app};
 
 async fn config_json(app: &common::TestApp, id: i64) -> serde_json::Value {
     sqlx::query_scalar("SELECT config FROM studies WHERE id = $1")
@@ -259,16 +258,6 @@ async fn an_imi_folder_on_the_server_becomes_the_stimuli_of_a_draft_and_a_clone_
     .expect("the copy is a draft");
     assert_eq!(trials(copy).await, imported);
     assert_eq!(config_json(&app, copy).await, config_json(&app, id).await);
-}
-
-/// Thresholds a session answered by a test in a few milliseconds passes, if it gets the catch trials right.
-fn lenient() -> ExclusionThresholds {
-    ExclusionThresholds {
-        min_answers_per_position: 0,
-        min_instructions_secs: 0.0,
-        min_total_secs: 0.0,
-        ..ExclusionThresholds::default()
-    }
 }
 
 #[tokio::test]

@@ -1,13 +1,12 @@
 //! Nothing a participant receives tells which centre image is the max query.
 
-mod common;
-
 use std::collections::BTreeSet;
 
-use common::spawn_app;
 use meilab::study::StudyConfig;
 use serde_json::json;
 use sha2::Digest;
+
+use crate::common::{self, spawn_app};
 
 const TRIAL_FIELDS: [&str; 10] = [
     "answered", "attempt", "kind", "lock_ms", "max_refs", "max_side", "min_refs", "position",

@@ -1,10 +1,9 @@
-mod vision_common;
-
 use candle_core::{Device, Tensor};
 use meilab::vision::backbone::candle::CandleNet;
 use meilab::vision::weights::{HostTensor, TensorMap, WeightSet};
 use meilab::vision::{to_batch, Arch, Backbone, Fmap, Normalization, Resize, Tap};
-use vision_common::{noise_image, sample_images, weights};
+
+use crate::vision_common::{noise_image, sample_images, weights};
 
 fn synthetic_weights(arch: Arch) -> TensorMap {
     let mut s: u64 = 42;

@@ -1,8 +1,6 @@
 //! Nothing acknowledged is lost: participants keep working while the server is SIGKILLed and restarted,
 //! and while PostgreSQL restarts; every acknowledged response is stored exactly once.
 
-mod common;
-
 use std::net::TcpListener;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
@@ -16,6 +14,8 @@ use meilab::stimuli::synthetic::{self, SyntheticOptions};
 use meilab::study::config::ExclusionThresholds;
 use meilab::study::{self, StudyConfig};
 use sqlx::PgPool;
+
+use crate::common;
 
 const PARTICIPANTS: usize = 40;
 
