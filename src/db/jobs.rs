@@ -1,11 +1,13 @@
 use serde_json::Value;
 use sqlx::PgConnection;
 
+use crate::states::{JobKind, JobStatus};
+
 #[derive(Debug, Clone, sqlx::FromRow, serde::Serialize)]
 pub struct JobRow {
     pub id: i64,
-    pub kind: String,
-    pub status: String,
+    pub kind: JobKind,
+    pub status: JobStatus,
     pub payload: Value,
     pub phase: String,
     pub progress: i64,
@@ -18,10 +20,14 @@ pub struct JobRow {
     pub finished_at: Option<chrono::DateTime<chrono::Utc>>,
 }
 
-pub async fn enqueue(conn: &mut PgConnection, kind: &str, payload: &Value) -> sqlx::Result<i64> {
+pub async fn enqueue(
+    conn: &mut PgConnection,
+    kind: JobKind,
+    payload: &Value,
+) -> sqlx::Result<i64> {
     sqlx::query_scalar!(
         "INSERT INTO jobs (kind, payload) VALUES ($1, $2) RETURNING id",
-        kind,
+        kind.as_str(),
         payload
     )
     .fetch_one(conn)
@@ -37,7 +43,7 @@ pub async fn claim(
 ) -> sqlx::Result<Option<JobRow>> {
     sqlx::query_as!(
         JobRow,
-        "UPDATE jobs SET status = 'running', worker = $1, attempts = attempts + 1,
+        r#"UPDATE jobs SET status = 'running', worker = $1, attempts = attempts + 1,
                 started_at = now(), heartbeat_at = now()
          WHERE id = (
              SELECT id FROM jobs
@@ -46,8 +52,8 @@ pub async fn claim(
              ORDER BY id
              FOR UPDATE SKIP LOCKED
              LIMIT 1)
-         RETURNING id, kind, status, payload, phase, progress, total, error, result,
-                   cancel_requested, attempts, created_at, finished_at",
+         RETURNING id, kind AS "kind: JobKind", status AS "status: JobStatus", payload, phase,
+                   progress, total, error, result, cancel_requested, attempts, created_at, finished_at"#,
         worker,
         stale_secs
     )
@@ -79,7 +85,7 @@ pub async fn heartbeat(
 pub async fn finish(
     conn: &mut PgConnection,
     id: i64,
-    status: &str,
+    status: JobStatus,
     result: Option<&Value>,
     error: Option<&str>,
 ) -> sqlx::Result<()> {
@@ -87,7 +93,7 @@ pub async fn finish(
         "UPDATE jobs SET status = $2, result = $3, error = $4, finished_at = now(), heartbeat_at = now()
          WHERE id = $1",
         id,
-        status,
+        status.as_str(),
         result,
         error
     )
@@ -114,9 +120,9 @@ pub async fn cancel(conn: &mut PgConnection, id: i64) -> sqlx::Result<bool> {
 pub async fn get(conn: &mut PgConnection, id: i64) -> sqlx::Result<Option<JobRow>> {
     sqlx::query_as!(
         JobRow,
-        "SELECT id, kind, status, payload, phase, progress, total, error, result,
-                cancel_requested, attempts, created_at, finished_at
-         FROM jobs WHERE id = $1",
+        r#"SELECT id, kind AS "kind: JobKind", status AS "status: JobStatus", payload, phase,
+                  progress, total, error, result, cancel_requested, attempts, created_at, finished_at
+           FROM jobs WHERE id = $1"#,
         id
     )
     .fetch_optional(conn)
@@ -126,9 +132,9 @@ pub async fn get(conn: &mut PgConnection, id: i64) -> sqlx::Result<Option<JobRow
 pub async fn recent(conn: &mut PgConnection, limit: i64) -> sqlx::Result<Vec<JobRow>> {
     sqlx::query_as!(
         JobRow,
-        "SELECT id, kind, status, payload, phase, progress, total, error, result,
-                cancel_requested, attempts, created_at, finished_at
-         FROM jobs ORDER BY id DESC LIMIT $1",
+        r#"SELECT id, kind AS "kind: JobKind", status AS "status: JobStatus", payload, phase,
+                  progress, total, error, result, cancel_requested, attempts, created_at, finished_at
+           FROM jobs ORDER BY id DESC LIMIT $1"#,
         limit
     )
     .fetch_all(conn)

@@ -11,7 +11,9 @@ use std::time::Duration;
 use serde_json::Value;
 use sqlx::PgPool;
 
+use super::JobResult;
 use crate::db;
+use crate::states::{JobKind, JobStatus};
 use crate::progress::{Cancelled, Counters};
 use crate::stimuli::build::BuildSpec;
 use crate::stimuli::image_set::{self, ImagesJob};
@@ -82,23 +84,25 @@ impl Worker {
             job.id,
             counters.clone(),
         )));
-        let outcome = self.execute(&job.kind, job.payload, &counters).await;
+        let outcome = self.execute(job.kind, job.payload, &counters).await;
         drop(flusher);
         let mut conn = self.pool.acquire().await?;
         let (phase, done, total) = snapshot(&counters);
         db::jobs::heartbeat(&mut conn, job.id, &phase, done, total).await?;
         match outcome {
             Ok(result) => {
-                db::jobs::finish(&mut conn, job.id, "done", Some(&result), None).await?;
+                let result = result.to_json()?;
+                db::jobs::finish(&mut conn, job.id, JobStatus::Done, Some(&result), None).await?;
                 tracing::info!(job = job.id, "job done");
             }
             Err(error) if error.downcast_ref::<Cancelled>().is_some() => {
-                db::jobs::finish(&mut conn, job.id, "cancelled", None, None).await?;
+                db::jobs::finish(&mut conn, job.id, JobStatus::Cancelled, None, None).await?;
                 tracing::info!(job = job.id, "job cancelled");
             }
             Err(error) => {
                 let message = format!("{error:#}");
-                db::jobs::finish(&mut conn, job.id, "failed", None, Some(&message)).await?;
+                db::jobs::finish(&mut conn, job.id, JobStatus::Failed, None, Some(&message))
+                    .await?;
                 tracing::warn!(job = job.id, error = %message, "job failed");
             }
         }
@@ -107,12 +111,12 @@ impl Worker {
 
     async fn execute(
         &self,
-        kind: &str,
+        kind: JobKind,
         payload: Value,
         counters: &Counters,
-    ) -> anyhow::Result<Value> {
+    ) -> anyhow::Result<JobResult> {
         match kind {
-            "build" => {
+            JobKind::Build => {
                 let spec: BuildSpec = serde_json::from_value(payload)?;
                 let summary = crate::stimuli::build::run(
                     &self.pool,
@@ -122,14 +126,14 @@ impl Worker {
                     counters,
                 )
                 .await?;
-                Ok(serde_json::to_value(summary)?)
+                Ok(JobResult::Build(summary))
             }
-            "images" => {
+            JobKind::Images => {
                 let job: ImagesJob = serde_json::from_value(payload)?;
                 let summary = image_set::run_job(&self.pool, &self.store, &job, counters).await?;
-                Ok(serde_json::to_value(summary)?)
+                Ok(JobResult::Images(summary))
             }
-            "score" => {
+            JobKind::Score => {
                 let job: ScoreJob = serde_json::from_value(payload)?;
                 let mut options = crate::observer::ScoreOptions::new(&self.data_dir);
                 options.rule = job.rule.parse()?;
@@ -143,18 +147,17 @@ impl Worker {
                     counters,
                 )
                 .await?;
-                Ok(serde_json::to_value(summary)?)
+                Ok(JobResult::Score(summary))
             }
-            "weights" => {
+            JobKind::Weights => {
                 let dir = self.data_dir.join("weights");
                 let fetched = tokio::task::spawn_blocking(move || {
                     crate::vision::fetch::fetch(&dir, "python3")
                 })
                 .await??;
                 let sets: Vec<String> = fetched.iter().map(|f| f.set.name()).collect();
-                Ok(serde_json::to_value(sets)?)
+                Ok(JobResult::Weights(sets))
             }
-            other => anyhow::bail!("unknown job kind `{other}`"),
         }
     }
 }
@@ -196,13 +199,13 @@ async fn flush(pool: PgPool, id: i64, counters: Arc<Counters>) {
 /// Queues a trial build; returns the job id.
 pub async fn submit_build(pool: &PgPool, spec: &BuildSpec) -> anyhow::Result<i64> {
     let mut conn = pool.acquire().await?;
-    Ok(db::jobs::enqueue(&mut conn, "build", &serde_json::to_value(spec)?).await?)
+    Ok(db::jobs::enqueue(&mut conn, JobKind::Build, &serde_json::to_value(spec)?).await?)
 }
 
 /// Queues an image-set registration; returns the job id.
 pub async fn submit_images(pool: &PgPool, job: &ImagesJob) -> anyhow::Result<i64> {
     let mut conn = pool.acquire().await?;
-    Ok(db::jobs::enqueue(&mut conn, "images", &serde_json::to_value(job)?).await?)
+    Ok(db::jobs::enqueue(&mut conn, JobKind::Images, &serde_json::to_value(job)?).await?)
 }
 
 /// Scoring a study's trials with the in-silico observer, as a job.
@@ -221,11 +224,11 @@ pub struct ScoreJob {
 /// Queues observer scoring; returns the job id.
 pub async fn submit_score(pool: &PgPool, job: &ScoreJob) -> anyhow::Result<i64> {
     let mut conn = pool.acquire().await?;
-    Ok(db::jobs::enqueue(&mut conn, "score", &serde_json::to_value(job)?).await?)
+    Ok(db::jobs::enqueue(&mut conn, JobKind::Score, &serde_json::to_value(job)?).await?)
 }
 
 /// Queues `weights fetch` into the data directory; returns the job id.
 pub async fn submit_weights(pool: &PgPool) -> anyhow::Result<i64> {
     let mut conn = pool.acquire().await?;
-    Ok(db::jobs::enqueue(&mut conn, "weights", &serde_json::json!({})).await?)
+    Ok(db::jobs::enqueue(&mut conn, JobKind::Weights, &serde_json::json!({})).await?)
 }

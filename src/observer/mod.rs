@@ -294,7 +294,7 @@ impl ScoreOptions {
     }
 }
 
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct ScoreSummary {
     pub observer: String,
     pub trials: usize,
@@ -310,7 +310,7 @@ pub struct ScoreSummary {
     pub distance_seconds: f64,
 }
 
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct ObserverAccuracy {
     pub observer: String,
     pub accuracy: f64,

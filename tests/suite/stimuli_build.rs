@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use meilab::db;
 use meilab::jobs::Worker;
 use meilab::progress::{Cancelled, Progress, Silent};
-use meilab::states::StudyStatus;
+use meilab::states::{JobStatus, StudyStatus};
 use meilab::stimuli::activations::{self, Model};
 use meilab::stimuli::build::{self, BuildSpec, UnitSampling};
 use meilab::stimuli::directions::{Basis, KmeansActivation};
@@ -593,14 +593,14 @@ async fn the_job_queue_runs_cancels_and_takes_over_builds() {
             .unwrap()
             .unwrap()
             .status,
-        "cancelled"
+        JobStatus::Cancelled
     );
 
     // Queued and run.
     let id = meilab::jobs::worker::submit_build(&pool, &s).await.unwrap();
     assert!(worker.run_one().await.unwrap());
     let job = db::jobs::get(&mut conn, id).await.unwrap().unwrap();
-    assert_eq!(job.status, "done", "{:?}", job.error);
+    assert_eq!(job.status, JobStatus::Done, "{:?}", job.error);
     assert!(
         job.total > 0 && job.progress == job.total,
         "progress recorded: {}/{}",
@@ -627,7 +627,7 @@ async fn the_job_queue_runs_cancels_and_takes_over_builds() {
     .unwrap();
     assert!(worker.run_one().await.unwrap());
     let job = db::jobs::get(&mut conn, score).await.unwrap().unwrap();
-    assert_eq!(job.status, "done", "{:?}", job.error);
+    assert_eq!(job.status, JobStatus::Done, "{:?}", job.error);
     let (judged, scorable): (i64, i64) = sqlx::query_as(
         "SELECT (SELECT count(*) FROM judgments j JOIN trials t ON t.id = j.trial_id WHERE t.study_id = $1),
                 (SELECT count(*) FROM trials WHERE study_id = $1 AND kind IN ('main', 'catch'))",
@@ -643,7 +643,7 @@ async fn the_job_queue_runs_cancels_and_takes_over_builds() {
     let failing = meilab::jobs::worker::submit_build(&pool, &s).await.unwrap();
     assert!(worker.run_one().await.unwrap());
     let job = db::jobs::get(&mut conn, failing).await.unwrap().unwrap();
-    assert_eq!(job.status, "failed");
+    assert_eq!(job.status, JobStatus::Failed);
     assert!(job.error.unwrap().contains("queued"));
 
     // A running job whose worker stopped sending heartbeats is taken over.
@@ -656,5 +656,5 @@ async fn the_job_queue_runs_cancels_and_takes_over_builds() {
         .unwrap();
     assert!(worker.run_one().await.unwrap());
     let job = db::jobs::get(&mut conn, orphan).await.unwrap().unwrap();
-    assert_eq!((job.status.as_str(), job.attempts), ("done", 2));
+    assert_eq!((job.status, job.attempts), (JobStatus::Done, 2));
 }

@@ -19,8 +19,10 @@ use tokio::io::AsyncWriteExt;
 use super::{page, see_other, Admin, AdminError, Chrome, PageResult};
 use crate::db;
 use crate::error::AppError;
-use crate::jobs::worker;
+use crate::jobs::worker::{self, ScoreJob};
+use crate::jobs::JobResult;
 use crate::observer::{Layers, Metric};
+use crate::states::JobStatus;
 use crate::stimuli::build::{BuildSpec, UnitSampling};
 use crate::stimuli::directions::Basis;
 use crate::stimuli::image_set::{self, ImageSource, ImagesJob};
@@ -75,49 +77,32 @@ pub struct JobView {
 
 impl JobView {
     fn from_row(j: db::jobs::JobRow) -> JobView {
-        let result = j.result.clone().unwrap_or_default();
-        let (outcome, link) = match (j.kind.as_str(), j.status.as_str()) {
-            ("build", "done") => (
-                format!(
-                    "{} units, {} main trials",
-                    result["units"], result["main_trials"]
-                ),
-                result["study_id"]
-                    .as_i64()
-                    .map(|id| format!("/admin/studies/{id}"))
-                    .unwrap_or_default(),
+        let done = j.status == JobStatus::Done;
+        let result = done.then(|| JobResult::read(j.kind, j.result.as_ref())).flatten();
+        let (outcome, link) = match result {
+            Some(JobResult::Build(s)) => (
+                format!("{} units, {} main trials", s.units, s.main_trials),
+                format!("/admin/studies/{}", s.study_id),
             ),
-            ("images", "done") => (
-                format!(
-                    "{} images, {} files skipped",
-                    result["images"],
-                    result["skipped"].as_array().map_or(0, Vec::len)
-                ),
+            Some(JobResult::Images(s)) => (
+                format!("{} images, {} files skipped", s.images, s.skipped.len()),
                 String::new(),
             ),
-            ("score", "done") => (
-                format!(
-                    "{} trials scored, accuracy {:.3}",
-                    result["trials"],
-                    result["accuracy"].as_f64().unwrap_or(f64::NAN)
-                ),
-                j.payload["study_id"]
-                    .as_i64()
-                    .map(|id| format!("/admin/studies/{id}/results"))
+            Some(JobResult::Score(s)) => (
+                format!("{} trials scored, accuracy {:.3}", s.trials, s.accuracy),
+                serde_json::from_value::<ScoreJob>(j.payload.clone())
+                    .map(|job| format!("/admin/studies/{}/results", job.study_id))
                     .unwrap_or_default(),
             ),
-            ("weights", "done") => (
-                format!("{} weight sets", result.as_array().map_or(0, Vec::len)),
-                String::new(),
-            ),
-            _ => (String::new(), String::new()),
+            Some(JobResult::Weights(sets)) => (format!("{} weight sets", sets.len()), String::new()),
+            None => (String::new(), String::new()),
         };
         JobView {
             id: j.id,
             percent: super::percent(j.progress, j.total),
-            cancellable: matches!(j.status.as_str(), "queued" | "running"),
-            kind: j.kind,
-            status: j.status,
+            cancellable: !j.status.finished(),
+            kind: j.kind.to_string(),
+            status: j.status.to_string(),
             phase: j.phase,
             progress: j.progress,
             total: j.total,
@@ -855,7 +840,7 @@ async fn run_observer(
     };
     worker::submit_score(
         &state.pool,
-        &worker::ScoreJob {
+        &ScoreJob {
             study_id: study.id,
             rule: rule.to_string(),
             net,
