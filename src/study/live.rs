@@ -220,8 +220,14 @@ impl Live {
     /// stage without trials.
     async fn load(&self, conn: &mut PgConnection, token: &str) -> Result<(), AppError> {
         let rows = db::sessions::current_block(conn, token).await?;
+        let Some(study_id) = rows.first().map(|row| row.study_id) else {
+            return Ok(());
+        };
+        let study = db::studies::by_study_id(conn, study_id)
+            .await?
+            .ok_or_else(|| AppError::NotFound("unknown study".into()))?;
         let mut blocks = self.blocks();
-        if let Some(block) = Block::from_rows(rows, &mut blocks.trials)? {
+        if let Some(block) = Block::from_rows(rows, &study.config, &mut blocks.trials) {
             blocks.insert(token, block);
         }
         Ok(())
@@ -357,13 +363,10 @@ struct Block {
 impl Block {
     fn from_rows(
         rows: Vec<db::sessions::BlockRow>,
+        config: &StudyConfig,
         trials: &mut HashMap<i64, Arc<Trial>>,
-    ) -> Result<Option<Self>, AppError> {
-        let Some(first) = rows.first() else {
-            return Ok(None);
-        };
-        let config = StudyConfig::from_json(first.config.clone())
-            .map_err(|e| AppError::Internal(anyhow::anyhow!("invalid study configuration: {e}")))?;
+    ) -> Option<Self> {
+        let first = rows.first()?;
         let mut block = Self {
             session_id: first.session_id,
             practice: first.stage == super::participation::stage::PRACTICE,
@@ -397,7 +400,7 @@ impl Block {
                 trial,
             });
         }
-        Ok(Some(block))
+        Some(block)
     }
 
     /// The first unanswered trial, marked as served now unless it was served before.
