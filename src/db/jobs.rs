@@ -20,11 +20,7 @@ pub struct JobRow {
     pub finished_at: Option<chrono::DateTime<chrono::Utc>>,
 }
 
-pub async fn enqueue(
-    conn: &mut PgConnection,
-    kind: JobKind,
-    payload: &Value,
-) -> sqlx::Result<i64> {
+pub async fn enqueue(conn: &mut PgConnection, kind: JobKind, payload: &Value) -> sqlx::Result<i64> {
     sqlx::query_scalar!(
         "INSERT INTO jobs (kind, payload) VALUES ($1, $2) RETURNING id",
         kind.as_str(),

@@ -682,7 +682,8 @@ pub struct BlockRow {
     pub session_id: i64,
     pub stage: Stage,
     pub main_total: i32,
-    pub config: serde_json::Value,
+    /// The study, whose configuration is read once per block, not sent with every row.
+    pub study_id: i64,
     /// Answered main trials (positions below `main_total`).
     pub main_answered: i64,
     pub position: i32,
@@ -702,11 +703,10 @@ pub struct BlockRow {
 pub async fn current_block(conn: &mut PgConnection, token: &str) -> sqlx::Result<Vec<BlockRow>> {
     sqlx::query_as!(
         BlockRow,
-        r#"SELECT s.id AS session_id, s.stage AS "stage: Stage", s.main_total, st.config, m.answered AS "main_answered!",
+        r#"SELECT s.id AS session_id, s.stage AS "stage: Stage", s.main_total, s.study_id, m.answered AS "main_answered!",
              a.position, a.attempt, a.max_first, r.response_id IS NOT NULL AS "answered!",
              t.id AS trial_id, t.kind AS "kind: TrialKind", t.max_query, t.min_query, t.max_refs, t.min_refs
            FROM sessions s
-           JOIN studies st ON st.id = s.study_id
            CROSS JOIN LATERAL (
              SELECT count(*) AS answered FROM responses mr
              WHERE mr.session_id = s.id AND mr.position < s.main_total

@@ -13,8 +13,8 @@ use sqlx::PgPool;
 
 use super::JobResult;
 use crate::db;
-use crate::states::{JobKind, JobStatus};
 use crate::progress::{Cancelled, Counters};
+use crate::states::{JobKind, JobStatus};
 use crate::stimuli::build::BuildSpec;
 use crate::stimuli::image_set::{self, ImagesJob};
 use crate::stimuli::store::ImageStore;

@@ -1,6 +1,7 @@
 //! `meilab bench`: benchmarks that print figures (throughput, latency, ratios), never pass/fail timings.
 
 pub mod load;
+pub mod pgbench;
 pub mod vision;
 
 pub use vision::peak_rss_mib;

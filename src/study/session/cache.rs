@@ -23,7 +23,7 @@ use std::time::{Duration, Instant};
 use sqlx::{PgConnection, PgPool};
 use tokio::sync::{mpsc, oneshot, Semaphore};
 
-use super::flow::{config_of, shown_kind};
+use super::flow::shown_kind;
 use super::messages::{Answer, Reply, TrialView};
 use super::rules;
 use crate::db;
@@ -33,6 +33,7 @@ use crate::error::AppError;
 use crate::states::{Stage, TrialKind};
 use crate::study::appearance::TrialImages;
 use crate::study::recruit::ParticipantKey;
+use crate::study::StudyConfig;
 
 /// A cached block is read again from the database after this long.
 pub const BLOCK_TTL: Duration = Duration::from_secs(30);
@@ -186,8 +187,14 @@ impl Cache {
     /// stage without trials.
     pub async fn load(&self, conn: &mut PgConnection, token: &str) -> Result<(), AppError> {
         let rows = db::sessions::current_block(conn, token).await?;
+        let Some(study_id) = rows.first().map(|row| row.study_id) else {
+            return Ok(());
+        };
+        let study = crate::study::by_id(conn, study_id)
+            .await?
+            .ok_or_else(|| AppError::NotFound("unknown study".into()))?;
         let mut blocks = self.blocks();
-        if let Some(block) = Block::from_rows(rows, &mut blocks.trials)? {
+        if let Some(block) = Block::from_rows(rows, &study.config, &mut blocks.trials) {
             blocks.insert(token, block);
         }
         Ok(())
@@ -328,12 +335,10 @@ struct Block {
 impl Block {
     fn from_rows(
         rows: Vec<db::sessions::BlockRow>,
+        config: &StudyConfig,
         trials: &mut HashMap<i64, Arc<Trial>>,
-    ) -> Result<Option<Self>, AppError> {
-        let Some(first) = rows.first() else {
-            return Ok(None);
-        };
-        let config = config_of(first.config.clone())?;
+    ) -> Option<Self> {
+        let first = rows.first()?;
         let mut block = Self {
             session_id: first.session_id,
             stage: first.stage,
@@ -367,7 +372,7 @@ impl Block {
                 trial,
             });
         }
-        Ok(Some(block))
+        Some(block)
     }
 
     /// The first unanswered trial, marked as served now unless it was served before.

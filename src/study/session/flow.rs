@@ -283,7 +283,7 @@ async fn start_practice_round(
     Ok(first)
 }
 
-pub(super) fn config_of(json: serde_json::Value) -> Result<StudyConfig, AppError> {
+fn config_of(json: serde_json::Value) -> Result<StudyConfig, AppError> {
     StudyConfig::from_json(json)
         .map_err(|e| AppError::Internal(anyhow::anyhow!("invalid study configuration: {e}")))
 }

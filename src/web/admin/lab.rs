@@ -78,7 +78,9 @@ pub struct JobView {
 impl JobView {
     fn from_row(j: db::jobs::JobRow) -> JobView {
         let done = j.status == JobStatus::Done;
-        let result = done.then(|| JobResult::read(j.kind, j.result.as_ref())).flatten();
+        let result = done
+            .then(|| JobResult::read(j.kind, j.result.as_ref()))
+            .flatten();
         let (outcome, link) = match result {
             Some(JobResult::Build(s)) => (
                 format!("{} units, {} main trials", s.units, s.main_trials),
@@ -94,7 +96,9 @@ impl JobView {
                     .map(|job| format!("/admin/studies/{}/results", job.study_id))
                     .unwrap_or_default(),
             ),
-            Some(JobResult::Weights(sets)) => (format!("{} weight sets", sets.len()), String::new()),
+            Some(JobResult::Weights(sets)) => {
+                (format!("{} weight sets", sets.len()), String::new())
+            }
             None => (String::new(), String::new()),
         };
         JobView {
