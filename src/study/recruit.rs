@@ -8,18 +8,24 @@ use serde::{Deserialize, Serialize};
 use sha2::Sha256;
 
 /// The server secret that turns external ids into per-study pseudonyms (HMAC-SHA256), so raw
-/// recruitment-platform ids are never stored.
+/// recruitment-platform ids are never stored. Keyed once: every trial served hashes a dozen image
+/// tags, and setting up the key is half of each hash.
 #[derive(Clone)]
-pub struct ParticipantKey(Arc<[u8]>);
+pub struct ParticipantKey(Arc<Hmac<Sha256>>);
 
 impl ParticipantKey {
     pub fn new(secret: &[u8]) -> Self {
-        Self(secret.into())
+        let mac = <Hmac<Sha256> as hmac::digest::KeyInit>::new_from_slice(secret)
+            .unwrap_or_else(|_| unreachable!("HMAC takes keys of any length"));
+        Self(Arc::new(mac))
+    }
+
+    fn mac(&self) -> Hmac<Sha256> {
+        Hmac::clone(&self.0)
     }
 
     pub fn pseudonym(&self, study_id: i64, external_id: &str) -> String {
-        let mut mac = <Hmac<Sha256> as hmac::digest::KeyInit>::new_from_slice(&self.0)
-            .unwrap_or_else(|_| unreachable!("HMAC takes keys of any length"));
+        let mut mac = self.mac();
         mac.update(&study_id.to_be_bytes());
         mac.update(external_id.as_bytes());
         hex::encode(mac.finalize().into_bytes())
@@ -28,8 +34,7 @@ impl ParticipantKey {
     /// A keyed hash of `value` for another purpose than participants (e.g. counting failed logins
     /// per client address without keeping addresses).
     pub fn tag(&self, purpose: &str, value: &str) -> String {
-        let mut mac = <Hmac<Sha256> as hmac::digest::KeyInit>::new_from_slice(&self.0)
-            .unwrap_or_else(|_| unreachable!("HMAC takes keys of any length"));
+        let mut mac = self.mac();
         mac.update(purpose.as_bytes());
         mac.update(&[0]);
         mac.update(value.as_bytes());
@@ -127,6 +132,20 @@ mod tests {
         assert_ne!(p, key.pseudonym(2, "5f1a"));
         assert_ne!(p, ParticipantKey::new(b"other").pseudonym(1, "5f1a"));
         assert!(p.len() == 64 && !p.contains("5f1a"));
+    }
+
+    #[test]
+    fn the_key_once_set_up_hashes_as_hmac_sha256_and_stays_the_same_across_uses() {
+        // Python: hmac.new(b"Jefe", (7).to_bytes(8, "big") + b"P-1", hashlib.sha256).hexdigest()
+        let key = ParticipantKey::new(b"Jefe");
+        let expected = "1cd5f8c5888f11ca1d0c0b79cefceeb7f046cef9bfd1c4229735008fa69706f0";
+        assert_eq!(key.pseudonym(7, "P-1"), expected);
+        assert_eq!(key.clone().pseudonym(7, "P-1"), expected);
+        // hmac.new(b"Jefe", b"login\x00203.0.113.0", hashlib.sha256).hexdigest()
+        assert_eq!(
+            key.tag("login", "203.0.113.0"),
+            "1c1efd8640b09cc7ade6e508f9de89fbe292b95129d3b16fdf3bfdfbe9bc29f5"
+        );
     }
 
     #[test]
