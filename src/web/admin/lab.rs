@@ -8,7 +8,6 @@
 
 use std::path::{Path, PathBuf};
 
-use actix_multipart::Multipart;
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
 use askama::Template;
@@ -16,7 +15,8 @@ use futures_util::StreamExt;
 use serde::{Deserialize, Serialize};
 use tokio::io::AsyncWriteExt;
 
-use super::{page, see_other, Admin, AdminError, Chrome, PageResult};
+use super::form::{self, admin_form};
+use super::{page, see_other, Admin, AdminError, AdminForm, AdminUpload, Chrome, PageResult};
 use crate::db;
 use crate::error::AppError;
 use crate::jobs::worker;
@@ -272,13 +272,9 @@ struct CsrfOnly {
     csrf: String,
 }
 
-async fn fetch_weights(
-    state: web::Data<AppState>,
-    admin: Admin,
-    form: web::Form<CsrfOnly>,
-) -> PageResult {
-    admin.require_admin()?;
-    admin.check_csrf(&form.csrf)?;
+admin_form!(CsrfOnly, ImportForm, FolderForm, BuildForm, ObserverForm);
+
+async fn fetch_weights(state: web::Data<AppState>, _: AdminForm<CsrfOnly>) -> PageResult {
     worker::submit_weights(&state.pool).await?;
     Ok(see_other("/admin/lab?notice=queued"))
 }
@@ -368,11 +364,8 @@ fn read_weight_file(typed: &str, roots: &[PathBuf]) -> Result<(PathBuf, Vec<u8>)
 async fn import_weights(
     state: web::Data<AppState>,
     request: HttpRequest,
-    admin: Admin,
-    form: web::Form<ImportForm>,
+    AdminForm { admin, form }: AdminForm<ImportForm>,
 ) -> PageResult {
-    admin.require_admin()?;
-    admin.check_csrf(&form.csrf)?;
     let typed = form.file.trim().to_string();
     let roots = import_roots(&request, &state);
     let data_dir = state.data_dir();
@@ -432,11 +425,8 @@ struct FolderForm {
 async fn add_folder(
     state: web::Data<AppState>,
     request: HttpRequest,
-    admin: Admin,
-    form: web::Form<FolderForm>,
+    AdminForm { admin, form }: AdminForm<FolderForm>,
 ) -> PageResult {
-    admin.require_admin()?;
-    admin.check_csrf(&form.csrf)?;
     let refuse = |message: String| {
         render(
             &state,
@@ -490,10 +480,8 @@ fn parse_size(text: &str) -> Option<u32> {
 async fn upload_zip(
     state: web::Data<AppState>,
     request: HttpRequest,
-    admin: Admin,
-    mut parts: Multipart,
+    mut upload: AdminUpload,
 ) -> PageResult {
-    admin.require_admin()?;
     let max = limit::of(&request).map_or(limit::DEFAULT_MAX_UPLOAD_BYTES, |l| l.max_upload_bytes());
     let declared = request
         .headers()
@@ -503,46 +491,32 @@ async fn upload_zip(
     if declared.is_some_and(|n| n > max.saturating_add(MULTIPART_SLACK)) {
         return Err(too_large(max));
     }
-    let (mut csrf, mut name, mut size) = (String::new(), String::new(), String::new());
+    let (mut name, mut size) = (String::new(), String::new());
     let mut saved: Option<Upload> = None;
-    while let Some(field) = parts.next().await {
-        let mut field = field
-            .map_err(|e| AdminError::BadRequest(format!("the upload could not be read: {e}")))?;
+    while let Some(field) = upload.next_field().await {
+        let field = field?;
         let field_name = field.name().unwrap_or_default().to_string();
         if field_name == "archive" {
             // The token comes first in the form; nothing is written to disk without it.
-            admin.check_csrf(&csrf)?;
+            let mut field = upload.file(field)?;
             let dir = state.data_dir().join("uploads");
             tokio::fs::create_dir_all(&dir)
                 .await
                 .map_err(anyhow::Error::from)?;
-            let upload = Upload(Some(dir.join(format!("{}.zip", uuid::Uuid::new_v4()))));
-            if stream_to_file(&mut field, upload.path(), max).await? > 0 {
-                saved = Some(upload);
+            let file = Upload(Some(dir.join(format!("{}.zip", uuid::Uuid::new_v4()))));
+            if stream_to_file(&mut field, file.path(), max).await? > 0 {
+                saved = Some(file);
             }
             continue;
         }
-        let mut value = Vec::new();
-        while let Some(chunk) = field.next().await {
-            let chunk = chunk.map_err(|e| {
-                AdminError::BadRequest(format!("the upload could not be read: {e}"))
-            })?;
-            if value.len() + chunk.len() > 4096 {
-                return Err(AdminError::BadRequest(format!(
-                    "the field {field_name} is too long"
-                )));
-            }
-            value.extend_from_slice(&chunk);
-        }
-        let value = String::from_utf8_lossy(&value).into_owned();
+        let value = form::text(field).await?;
         match field_name.as_str() {
-            "csrf" => csrf = value,
             "name" => name = value,
             "size" => size = value,
             _ => {}
         }
     }
-    admin.check_csrf(&csrf)?;
+    let admin = upload.finish()?;
     let refuse = |message: &str| {
         render(
             &state,
@@ -616,8 +590,7 @@ async fn stream_to_file(
         .map_err(anyhow::Error::from)?;
     let mut total = 0u64;
     while let Some(chunk) = field.next().await {
-        let chunk = chunk
-            .map_err(|e| AdminError::BadRequest(format!("the upload could not be read: {e}")))?;
+        let chunk = chunk.map_err(form::unreadable)?;
         total += chunk.len() as u64;
         if total > max {
             return Err(too_large(max));
@@ -630,12 +603,8 @@ async fn stream_to_file(
 
 async fn start_build(
     state: web::Data<AppState>,
-    admin: Admin,
-    form: web::Form<BuildForm>,
+    AdminForm { admin, form }: AdminForm<BuildForm>,
 ) -> PageResult {
-    admin.require_admin()?;
-    admin.check_csrf(&form.csrf)?;
-    let form = form.into_inner();
     match validate(&state, &form).await? {
         Ok(spec) => {
             worker::submit_build(&state.pool, &spec).await?;
@@ -793,12 +762,9 @@ async fn jobs_json(state: web::Data<AppState>, _admin: Admin) -> PageResult {
 
 async fn cancel(
     state: web::Data<AppState>,
-    admin: Admin,
+    _: AdminForm<CsrfOnly>,
     id: web::Path<i64>,
-    form: web::Form<CsrfOnly>,
 ) -> PageResult {
-    admin.require_admin()?;
-    admin.check_csrf(&form.csrf)?;
     let mut conn = state.pool.acquire().await?;
     db::jobs::cancel(&mut conn, *id).await?;
     Ok(see_other("/admin/lab"))
@@ -820,12 +786,9 @@ struct ObserverForm {
 /// Queues the observer on every trial of a study; the lab shows its progress.
 async fn run_observer(
     state: web::Data<AppState>,
-    admin: Admin,
+    AdminForm { form, .. }: AdminForm<ObserverForm>,
     id: web::Path<i64>,
-    form: web::Form<ObserverForm>,
 ) -> PageResult {
-    admin.require_admin()?;
-    admin.check_csrf(&form.csrf)?;
     let mut conn = state.pool.acquire().await?;
     let study = super::load_study(&mut conn, *id).await?;
     let rule = match form.rule.as_str() {
