@@ -95,8 +95,8 @@ async fn add(
         }
         "imi" => {
             // Only folders under the import roots, as for every server path the dashboard reads.
-            let roots = super::lab::import_roots(&request, &state);
-            let folder = match super::lab::server_path(form.folder.trim(), &roots, true) {
+            let roots = super::lab::files::import_roots(&request, &state);
+            let folder = match super::lab::files::server_path(form.folder.trim(), &roots, true) {
                 Ok(folder) => folder,
                 Err(message) => {
                     let outcome = refuse(message);
