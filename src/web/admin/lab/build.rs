@@ -7,7 +7,7 @@ use serde::Deserialize;
 use super::render;
 use crate::db;
 use crate::jobs::worker;
-use crate::stimuli::build::{BuildSpec, UnitSampling};
+use crate::stimuli::build::{BuildSpec, UnitSampling, MAX_TITLE_CHARS};
 use crate::stimuli::directions::Basis;
 use crate::vision::{Arch, LpipsNet};
 use crate::web::admin::form::admin_form;
@@ -94,126 +94,104 @@ async fn start(
     }
 }
 
-/// The build as a spec, or what is wrong with the form.
+/// The build as a spec, or what is wrong with the form: the form's text, then [`BuildSpec::check`] and
+/// [`BuildSpec::check_images`] as every build is checked, then the study's name against the existing ones.
 async fn validate(
     state: &AppState,
     form: &BuildForm,
 ) -> Result<Result<BuildSpec, String>, AdminError> {
-    let number = |text: &str, what: &str, max: usize| {
-        text.trim()
-            .parse::<usize>()
-            .ok()
-            .filter(|n| *n <= max)
-            .ok_or_else(|| format!("{what} is a whole number from 0 to {max}."))
-    };
-    let slug = form.study.trim();
-    let checked = (|| {
-        if !crate::study::valid_slug(slug) {
-            return Err(
-                "The study's URL name uses lowercase letters, digits and '-' (up to 63)."
-                    .to_string(),
-            );
-        }
-        let arch = Arch::ALL
-            .into_iter()
-            .find(|a| a.name() == form.model)
-            .ok_or("Choose a model.")?;
-        let mut bases = Vec::new();
-        for (on, basis) in [
-            (&form.neuron, Basis::Neuron),
-            (&form.pca, Basis::Pca),
-            (&form.kmeans, Basis::Kmeans),
-        ] {
-            if on.is_some() {
-                bases.push(basis);
-            }
-        }
-        if bases.is_empty() {
-            return Err("Choose at least one basis.".into());
-        }
-        let spec = BuildSpec {
-            study_slug: slug.to_string(),
-            study_title: match form.title.trim() {
-                "" => slug.to_string(),
-                t => t.chars().take(200).collect(),
-            },
-            image_set_id: form
-                .image_set
-                .trim()
-                .parse()
-                .map_err(|_| "Choose an image set.")?,
-            arch,
-            taps: form
-                .taps
-                .split(',')
-                .map(|t| t.trim().to_string())
-                .filter(|t| !t.is_empty())
-                .collect(),
-            bases,
-            units: form
-                .units
-                .trim()
-                .parse::<UnitSampling>()
-                .map_err(|e| format!("Units: {e}"))?,
-            kmeans_k: 16,
-            batches: number(&form.batches, "Batches", 100)?.max(1),
-            references: number(&form.references, "References", 36)?.max(1),
-            conditions: form
-                .conditions
-                .split(',')
-                .map(|c| c.trim().to_string())
-                .filter(|c| !c.is_empty())
-                .collect(),
-            catch_units: number(&form.catch_units, "Catch units", 20)?,
-            practice_units: number(&form.practice_units, "Practice units", 20)?,
-            kmeans_activation: match form.kmeans_activation.trim() {
-                "" => Default::default(),
-                k => k.parse().map_err(|e| format!("k-means activation: {e}"))?,
-            },
-            allow_query_overlap: form.allow_query_overlap.is_some(),
-            ii_net: LpipsNet::Alex,
-            seed: form
-                .seed
-                .trim()
-                .parse()
-                .map_err(|_| "The seed is a whole number.")?,
-        };
-        spec.protocol().map_err(|e| format!("Conditions: {e}"))?;
-        let taps = spec.parsed_taps().map_err(|e| format!("Taps: {e}"))?;
-        let known = arch.taps();
-        if let Some(t) = taps.iter().find(|t| !known.contains(&t.name)) {
-            return Err(format!(
-                "{} has no tap `{}`; its taps are {}.",
-                arch.name(),
-                t.name,
-                known.join(", ")
-            ));
-        }
-        Ok(spec)
-    })();
-    let spec = match checked {
+    let spec = match form.spec() {
         Ok(spec) => spec,
         Err(message) => return Ok(Err(message)),
     };
+    if let Err(refusal) = spec.check() {
+        return Ok(Err(format!("{refusal:#}")));
+    }
     let mut conn = state.pool.acquire().await?;
+    let slug = &spec.study_slug;
     if db::studies::by_slug(&mut conn, slug).await?.is_some() {
         return Ok(Err(format!("A study called `{slug}` exists already.")));
     }
     let images = db::image_sets::members(&mut conn, spec.image_set_id)
         .await?
         .len();
-    let needed = 2 * (spec.batches * spec.references + spec.batches);
     if images == 0 {
         return Ok(Err("Choose an image set.".into()));
     }
-    if images < needed {
-        return Ok(Err(format!(
-            "{} batches x {} references need at least {needed} images; the set has {images}.",
-            spec.batches, spec.references
-        )));
-    }
-    if let Err(refusal) = spec.query_overlap(images) {
-        return Ok(Err(format!("{refusal}")));
+    if let Err(refusal) = spec.check_images(images) {
+        return Ok(Err(format!("{refusal:#}")));
     }
     Ok(Ok(spec))
+}
+
+impl BuildForm {
+    /// The form's text as a build spec, or which field does not parse. 0 batches or references mean 1.
+    fn spec(&self) -> Result<BuildSpec, String> {
+        let number = |text: &str, what: &str| {
+            text.trim()
+                .parse::<usize>()
+                .map_err(|_| format!("{what} is a whole number."))
+        };
+        let slug = self.study.trim();
+        let arch = Arch::ALL
+            .into_iter()
+            .find(|a| a.name() == self.model)
+            .ok_or("Choose a model.")?;
+        let bases = [
+            (&self.neuron, Basis::Neuron),
+            (&self.pca, Basis::Pca),
+            (&self.kmeans, Basis::Kmeans),
+        ]
+        .into_iter()
+        .filter(|(on, _)| on.is_some())
+        .map(|(_, basis)| basis)
+        .collect();
+        Ok(BuildSpec {
+            study_slug: slug.to_string(),
+            study_title: match self.title.trim() {
+                "" => slug.to_string(),
+                t => t.chars().take(MAX_TITLE_CHARS).collect(),
+            },
+            image_set_id: self
+                .image_set
+                .trim()
+                .parse()
+                .map_err(|_| "Choose an image set.")?,
+            arch,
+            taps: self
+                .taps
+                .split(',')
+                .map(|t| t.trim().to_string())
+                .filter(|t| !t.is_empty())
+                .collect(),
+            bases,
+            units: self
+                .units
+                .trim()
+                .parse::<UnitSampling>()
+                .map_err(|e| format!("Units: {e}"))?,
+            kmeans_k: 16,
+            batches: number(&self.batches, "Batches")?.max(1),
+            references: number(&self.references, "References")?.max(1),
+            conditions: self
+                .conditions
+                .split(',')
+                .map(|c| c.trim().to_string())
+                .filter(|c| !c.is_empty())
+                .collect(),
+            catch_units: number(&self.catch_units, "Catch units")?,
+            practice_units: number(&self.practice_units, "Practice units")?,
+            kmeans_activation: match self.kmeans_activation.trim() {
+                "" => Default::default(),
+                k => k.parse().map_err(|e| format!("k-means activation: {e}"))?,
+            },
+            allow_query_overlap: self.allow_query_overlap.is_some(),
+            ii_net: LpipsNet::Alex,
+            seed: self
+                .seed
+                .trim()
+                .parse()
+                .map_err(|_| "The seed is a whole number.")?,
+        })
+    }
 }
