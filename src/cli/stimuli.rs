@@ -3,7 +3,7 @@
 
 use std::path::PathBuf;
 
-use anyhow::{bail, Context};
+use anyhow::Context;
 
 use crate::config::Settings;
 use crate::db::Database;
@@ -122,20 +122,8 @@ impl BuildArgs {
             ii_net,
             seed: self.seed,
         };
-        // Parse taps and conditions now, so mistakes show before any work starts.
-        spec.protocol()?;
-        let taps = spec.parsed_taps()?;
-        let known = arch.taps();
-        for tap in &taps {
-            if !known.contains(&tap.name) {
-                bail!(
-                    "{} has no tap `{}` (taps: {})",
-                    arch.name(),
-                    tap.name,
-                    known.join(", ")
-                );
-            }
-        }
+        // The lab's check, before any work starts.
+        spec.check()?;
         Ok(spec)
     }
 }

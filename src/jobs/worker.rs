@@ -196,8 +196,9 @@ async fn flush(pool: PgPool, id: i64, counters: Arc<Counters>) {
     }
 }
 
-/// Queues a trial build; returns the job id.
+/// Queues a trial build that passes [`BuildSpec::check`]; returns the job id.
 pub async fn submit_build(pool: &PgPool, spec: &BuildSpec) -> anyhow::Result<i64> {
+    spec.check()?;
     let mut conn = pool.acquire().await?;
     Ok(db::jobs::enqueue(&mut conn, JobKind::Build, &serde_json::to_value(spec)?).await?)
 }

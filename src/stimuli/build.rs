@@ -106,7 +106,71 @@ pub fn default_catch_units() -> usize {
     1
 }
 
+/// B at most: trials per unit and condition.
+pub const MAX_BATCHES: usize = 100;
+/// R at most: references per side.
+pub const MAX_REFERENCES: usize = 36;
+/// Catch units, and practice units, held out of the main pool at most.
+pub const MAX_HELD_OUT_UNITS: usize = 20;
+/// Characters of a study's title at most.
+pub const MAX_TITLE_CHARS: usize = 200;
+
 impl BuildSpec {
+    /// Whether the build may be queued or run: the one check of the lab's form, `meilab stimuli build`
+    /// and the worker. A valid study name and title, B, R and the held-out units within their bounds,
+    /// a basis, conditions and taps that parse, and taps the network has. What depends on the image
+    /// set is [`BuildSpec::check_images`].
+    pub fn check(&self) -> anyhow::Result<()> {
+        ensure!(
+            crate::study::valid_slug(&self.study_slug),
+            "The study's URL name uses lowercase letters, digits and '-' (up to 63); `{}` does not.",
+            self.study_slug
+        );
+        ensure!(
+            !self.study_title.trim().is_empty()
+                && self.study_title.chars().count() <= MAX_TITLE_CHARS,
+            "The study's title has 1 to {MAX_TITLE_CHARS} characters."
+        );
+        let within = |value: usize, min: usize, max: usize, what: &str| {
+            ensure!(
+                (min..=max).contains(&value),
+                "{what} is from {min} to {max}; {value} is outside."
+            );
+            Ok(())
+        };
+        within(self.batches, 1, MAX_BATCHES, "Batches (B)")?;
+        within(self.references, 1, MAX_REFERENCES, "References (R)")?;
+        within(self.catch_units, 0, MAX_HELD_OUT_UNITS, "Catch units")?;
+        within(self.practice_units, 0, MAX_HELD_OUT_UNITS, "Practice units")?;
+        ensure!(!self.bases.is_empty(), "Choose at least one basis.");
+        self.protocol().context("Conditions")?;
+        let taps = self.parsed_taps().context("Taps")?;
+        let known = self.arch.taps();
+        if let Some(t) = taps.iter().find(|t| !known.contains(&t.name)) {
+            bail!(
+                "{} has no tap `{}`; its taps are {}.",
+                self.arch.name(),
+                t.name,
+                known.join(", ")
+            );
+        }
+        Ok(())
+    }
+
+    /// Whether an image set of `images` images is enough for the build: each unit's ranking needs
+    /// 2 (B x R + B) images, and query windows overlapping the references or easy queries are refused
+    /// unless overridden. Returns the overridden conditions.
+    pub fn check_images(&self, images: usize) -> anyhow::Result<Vec<String>> {
+        let needed = self.protocol()?.images_needed();
+        ensure!(
+            images >= needed,
+            "{} batches x {} references need at least {needed} images; the set has {images}.",
+            self.batches,
+            self.references
+        );
+        self.query_overlap(images)
+    }
+
     pub fn protocol(&self) -> anyhow::Result<Protocol> {
         ensure!(!self.conditions.is_empty(), "give at least one condition");
         Ok(Protocol {
@@ -194,22 +258,14 @@ pub async fn run(
     progress: &dyn Progress,
 ) -> anyhow::Result<BuildSummary> {
     let started = Instant::now();
+    spec.check()?;
     let protocol = spec.protocol()?;
     let taps = spec.parsed_taps()?;
-    ensure!(!spec.bases.is_empty(), "give at least one basis");
     let images = {
         let mut conn = pool.acquire().await?;
         db::image_sets::members(&mut conn, spec.image_set_id).await?
     };
-    ensure!(
-        images.len() >= protocol.images_needed(),
-        "the image set has {} images; {} batches x {} references need at least {}",
-        images.len(),
-        spec.batches,
-        spec.references,
-        protocol.images_needed()
-    );
-    let overlap_override = spec.query_overlap(images.len())?;
+    let overlap_override = spec.check_images(images.len())?;
     let model = Model::load(pool, spec.arch, data_dir).await?;
     let extracted = activations::extract(pool, store, &model, &taps, &images, progress).await?;
     let extraction_secs = started.elapsed().as_secs_f64();

@@ -82,16 +82,18 @@ pub fn read_weights_bytes(bytes: &[u8], path: &Path) -> Result<TensorMap> {
         path: path.to_path_buf(),
         reason,
     };
-    match detect_format(bytes) {
-        Some(WeightFormat::Safetensors) => read_safetensors(bytes, path),
-        Some(WeightFormat::TorchZip) => pickle::read_torch_zip(bytes).map_err(fail),
-        Some(WeightFormat::TorchLegacy) => pickle::read_torch_legacy(bytes).map_err(fail),
-        Some(WeightFormat::NumpyPickle) => pickle::read_numpy_pickle(bytes).map_err(fail),
-        None => Err(fail(
-            "unknown format (expected safetensors, a PyTorch .pth or a pickle of numpy arrays)"
-                .into(),
-        )),
-    }
+    let pickled =
+        match detect_format(bytes) {
+            Some(WeightFormat::Safetensors) => return read_safetensors(bytes, path),
+            Some(WeightFormat::TorchZip) => pickle::read_torch_zip(bytes),
+            Some(WeightFormat::TorchLegacy) => pickle::read_torch_legacy(bytes),
+            Some(WeightFormat::NumpyPickle) => pickle::read_numpy_pickle(bytes),
+            None => return Err(fail(
+                "unknown format (expected safetensors, a PyTorch .pth or a pickle of numpy arrays)"
+                    .into(),
+            )),
+        };
+    pickled.map_err(|e| fail(e.to_string()))
 }
 
 fn read_safetensors(bytes: &[u8], path: &Path) -> Result<TensorMap> {

@@ -10,7 +10,7 @@ use meilab::web::api::limit::{Limits, TrustedProxies};
 use reqwest::header::COOKIE;
 
 use crate::common::admin::{
-    client, client_from, cookie, location, set_cookie_header, spawn_app_with, PASSWORD,
+    client, client_from, cookie, location, set_cookie_header, spawn_app_with, AdminClient, PASSWORD,
 };
 use crate::common::{self, spawn_app};
 
@@ -176,6 +176,124 @@ async fn a_form_posted_without_its_csrf_token_is_rejected() {
         .expect("login");
     assert_eq!(login.status(), 403);
     assert!(cookie(&login, "meilab_admin").is_none());
+}
+
+/// A multipart upload of a small zip to the lab, with `csrf` as its token field if given.
+async fn upload(who: &AdminClient<'_>, csrf: Option<&str>) -> reqwest::Response {
+    let boundary = "----meilab-auth-boundary";
+    let mut body = Vec::new();
+    let fields = csrf
+        .map(|c| ("csrf", c))
+        .into_iter()
+        .chain([("name", "refused")]);
+    for (name, value) in fields {
+        body.extend_from_slice(
+            format!("--{boundary}\r\nContent-Disposition: form-data; name=\"{name}\"\r\n\r\n{value}\r\n")
+                .as_bytes(),
+        );
+    }
+    body.extend_from_slice(
+        format!(
+            "--{boundary}\r\nContent-Disposition: form-data; name=\"archive\"; filename=\"a.zip\"\r\n\
+             Content-Type: application/zip\r\n\r\nPK\x03\x04 not read\r\n--{boundary}--\r\n"
+        )
+        .as_bytes(),
+    );
+    who.request(reqwest::Method::POST, "/admin/lab/uploads")
+        .header(
+            "Content-Type",
+            format!("multipart/form-data; boundary={boundary}"),
+        )
+        .body(body)
+        .send()
+        .await
+        .expect("upload is sent")
+}
+
+/// The status and error page title of a refused form.
+async fn refusal(response: reqwest::Response) -> (u16, String) {
+    let status = response.status().as_u16();
+    let page = response.text().await.expect("body");
+    let title = ["Form expired", "Not allowed"]
+        .into_iter()
+        .find(|t| page.contains(t))
+        .unwrap_or("no error page")
+        .to_string();
+    (status, title)
+}
+
+#[tokio::test]
+async fn forms_without_their_token_or_from_a_researcher_are_refused_before_they_act() {
+    let app = spawn_app().await;
+    let id = app
+        .create_synthetic_study("checked", StudyConfig::default())
+        .await;
+    let (status, _) = app
+        .join("checked", serde_json::json!({"external_id": "p1"}))
+        .await;
+    assert_eq!(status, 201);
+    app.create_account("owner", Role::Admin).await;
+    app.create_account("rita", Role::Researcher).await;
+    let owner = app.login("owner").await;
+    let rita = app.login("rita").await;
+    let expired = (403, "Form expired".to_string());
+    let not_allowed = (403, "Not allowed".to_string());
+
+    let reset = format!("/admin/studies/{id}/participants/reset");
+    let build = "/admin/lab/builds";
+    for path in [reset.as_str(), build] {
+        let fields = [
+            ("external_id", "p1"),
+            ("study", "refused"),
+            ("model", "alexnet"),
+        ];
+        let missing = owner.post_raw(path, &fields).await;
+        assert_eq!(refusal(missing).await, expired, "{path} without a token");
+        let mut wrong = vec![("csrf", "0".repeat(64))];
+        wrong.extend(fields.map(|(k, v)| (k, v.to_string())));
+        let wrong: Vec<(&str, &str)> = wrong.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        let wrong = owner.post_raw(path, &wrong).await;
+        assert_eq!(refusal(wrong).await, expired, "{path} with another token");
+        let researcher = rita.post(path, &fields).await;
+        assert_eq!(
+            refusal(researcher).await,
+            not_allowed,
+            "{path} as a researcher"
+        );
+    }
+    assert_eq!(
+        app.count("SELECT count(*) FROM sessions").await,
+        1,
+        "the participant is not reset"
+    );
+
+    assert_eq!(
+        refusal(upload(&owner, None).await).await,
+        expired,
+        "an upload without a token"
+    );
+    assert_eq!(
+        refusal(upload(&owner, Some(&"0".repeat(64))).await).await,
+        expired,
+        "an upload with another token"
+    );
+    assert_eq!(
+        refusal(upload(&rita, Some(&rita.csrf)).await).await,
+        not_allowed,
+        "an upload from a researcher"
+    );
+    let uploads = std::fs::read_dir(app.data_dir().join("uploads"))
+        .map(|d| d.count())
+        .unwrap_or(0);
+    assert_eq!(uploads, 0, "nothing of a refused upload is written");
+    assert_eq!(app.count("SELECT count(*) FROM jobs").await, 0);
+
+    // Logging out needs the token too, and is open to every role.
+    let missing = rita.post_raw("/admin/logout", &[]).await;
+    assert_eq!(refusal(missing).await, expired, "logout without a token");
+    assert_eq!(rita.get("/admin").await.status(), 200, "still logged in");
+    assert_eq!(rita.post("/admin/logout", &[]).await.status(), 303);
+    assert_eq!(rita.get("/admin").await.status(), 303, "logged out");
 }
 
 #[tokio::test]

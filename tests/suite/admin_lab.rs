@@ -213,6 +213,106 @@ async fn the_build_form_refuses_bad_settings_and_queues_nothing() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn the_command_line_refuses_the_builds_the_lab_refuses() {
+    let app = spawn_app().await;
+    app.create_account("owner", Role::Admin).await;
+    let owner = app.login("owner").await;
+    let (_, page) = owner.text("/admin/lab").await;
+    let csrf = csrf_of(&page);
+    let data = tempfile::tempdir().unwrap();
+    let url = common::database_url(&app.pool);
+    // A valid build, as the lab's form and as `meilab stimuli build` flags.
+    let base = [
+        ("study", "checked", "--study"),
+        ("taps", "conv1", "--taps"),
+        ("units", "2", "--units"),
+        ("conditions", "easy", "--conditions"),
+        ("batches", "1", "--batches"),
+        ("references", "3", "--references"),
+        ("catch_units", "1", "--catch-units"),
+        ("practice_units", "0", "--practice-units"),
+        ("seed", "0", "--seed"),
+    ];
+    // One field changed, and words of the one refusal both show.
+    let cases = [
+        (
+            "batches",
+            "101",
+            "Batches (B) is from 1 to 100; 101 is outside.",
+        ),
+        (
+            "references",
+            "37",
+            "References (R) is from 1 to 36; 37 is outside.",
+        ),
+        (
+            "catch_units",
+            "21",
+            "Catch units is from 0 to 20; 21 is outside.",
+        ),
+        (
+            "practice_units",
+            "21",
+            "Practice units is from 0 to 20; 21 is outside.",
+        ),
+        ("taps", "conv9", "alexnet has no tap"),
+        ("conditions", "hard50", "Conditions: unknown condition"),
+        (
+            "study",
+            "Bad-Name",
+            "URL name uses lowercase letters, digits and",
+        ),
+    ];
+    for (field, value, refusal) in cases {
+        let set = |k: &str, v: &'static str| if k == field { value } else { v };
+        let mut form = vec![
+            ("csrf", csrf.as_str()),
+            ("image_set", "1"),
+            ("model", "alexnet"),
+            ("neuron", "on"),
+            ("kmeans_activation", "distance"),
+        ];
+        form.extend(base.iter().map(|&(k, v, _)| (k, set(k, v))));
+        let response = owner.post_raw("/admin/lab/builds", &form).await;
+        assert_eq!(response.status(), 422, "the lab: {field}={value}");
+        let body = response.text().await.unwrap();
+        assert!(
+            body.contains(refusal),
+            "the lab: `{refusal}` not in the page"
+        );
+
+        let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_meilab"));
+        command
+            .args(["stimuli", "build", "--images"])
+            .arg(data.path().join("no-such-folder"))
+            .arg("--data-dir")
+            .arg(data.path())
+            .env("DATABASE_URL", &url);
+        for &(k, v, flag) in &base {
+            command.args([flag, set(k, v)]);
+        }
+        let output = tokio::task::block_in_place(|| command.output().unwrap());
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(
+            !output.status.success(),
+            "the command line: {field}={value}"
+        );
+        assert!(
+            stderr.contains(refusal),
+            "the command line: `{refusal}` not in {stderr}"
+        );
+    }
+    for table in ["jobs", "image_sets", "studies"] {
+        let rows: i64 =
+            sqlx::query_scalar(sqlx::AssertSqlSafe(format!("SELECT count(*) FROM {table}")))
+                .fetch_one(&app.pool)
+                .await
+                .unwrap();
+        assert_eq!(rows, 0, "nothing was queued or written: {table}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn a_zip_upload_becomes_an_image_set() {
     let app = spawn_app().await;
     app.create_account("owner", Role::Admin).await;

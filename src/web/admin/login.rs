@@ -13,8 +13,9 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use askama::Template;
 use serde::Deserialize;
 
-use super::auth::{self, Admin, SESSION_COOKIE, SESSION_HOURS};
-use super::{page, see_other, AdminError, PageResult};
+use super::auth::{self, SESSION_COOKIE, SESSION_HOURS};
+use super::form::AdminFormData;
+use super::{page, see_other, AdminError, AdminForm, PageResult};
 use crate::accounts;
 use crate::db;
 use crate::web::api::limit;
@@ -231,13 +232,20 @@ struct LogoutForm {
     csrf: String,
 }
 
+/// Any signed-in account may log out.
+impl AdminFormData for LogoutForm {
+    const ADMINS_ONLY: bool = false;
+
+    fn csrf(&self) -> &str {
+        &self.csrf
+    }
+}
+
 async fn logout(
     state: web::Data<AppState>,
     request: HttpRequest,
-    admin: Admin,
-    form: web::Form<LogoutForm>,
+    AdminForm { admin, .. }: AdminForm<LogoutForm>,
 ) -> PageResult {
-    admin.check_csrf(&form.csrf)?;
     let mut conn = state.pool.acquire().await?;
     db::admins::delete_session(&mut conn, &admin.token_hash).await?;
     let mut gone = auth::private_cookie(

@@ -4,6 +4,7 @@
 
 pub mod auth;
 pub mod downloads;
+pub mod form;
 pub mod lab;
 pub mod login;
 pub mod monitor;
@@ -22,6 +23,7 @@ use askama::Template;
 use crate::error::AppError;
 
 pub use auth::Admin;
+pub use form::{AdminForm, AdminUpload};
 
 /// Forms carry the study texts (up to 3 x 20,000 characters), percent-encoded.
 const MAX_FORM_BYTES: usize = 512 * 1024;

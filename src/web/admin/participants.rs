@@ -5,7 +5,8 @@
 use actix_web::web;
 use serde::Deserialize;
 
-use super::{load_study, see_other, Admin, AdminError, PageResult};
+use super::form::admin_form;
+use super::{load_study, see_other, AdminError, AdminForm, PageResult};
 use crate::study::session;
 use crate::web::AppState;
 
@@ -21,14 +22,13 @@ struct ResetForm {
     external_id: String,
 }
 
+admin_form!(ResetForm);
+
 async fn reset(
     state: web::Data<AppState>,
-    admin: Admin,
+    AdminForm { admin, form }: AdminForm<ResetForm>,
     id: web::Path<i64>,
-    form: web::Form<ResetForm>,
 ) -> PageResult {
-    admin.require_admin()?;
-    admin.check_csrf(&form.csrf)?;
     let external_id = form.external_id.trim();
     if external_id.is_empty() || external_id.chars().count() > 200 || external_id.contains('\0') {
         return Err(AdminError::BadRequest(

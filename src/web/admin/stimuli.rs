@@ -7,8 +7,9 @@ use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use serde::Deserialize;
 
+use super::form::admin_form;
 use super::study_page::{render, Outcome};
-use super::{load_study, see_other, Admin, PageResult};
+use super::{load_study, see_other, AdminForm, PageResult};
 use crate::db;
 use crate::states::StudyStatus;
 use crate::stimuli::synthetic::{self, SyntheticOptions};
@@ -39,16 +40,14 @@ struct StimuliForm {
     practice_trials: String,
 }
 
+admin_form!(StimuliForm);
+
 async fn add(
     state: web::Data<AppState>,
     request: HttpRequest,
-    admin: Admin,
+    AdminForm { admin, form }: AdminForm<StimuliForm>,
     id: web::Path<i64>,
-    form: web::Form<StimuliForm>,
 ) -> PageResult {
-    admin.require_admin()?;
-    admin.check_csrf(&form.csrf)?;
-    let form = form.into_inner();
     let mut conn = state.pool.acquire().await?;
     let study = load_study(&mut conn, *id).await?;
     let existing = db::dashboard::stimulus_counts(&mut conn, study.id).await?;
@@ -98,8 +97,8 @@ async fn add(
         }
         "imi" => {
             // Only folders under the import roots, as for every server path the dashboard reads.
-            let roots = super::lab::import_roots(&request, &state);
-            let folder = match super::lab::server_path(form.folder.trim(), &roots, true) {
+            let roots = super::lab::files::import_roots(&request, &state);
+            let folder = match super::lab::files::server_path(form.folder.trim(), &roots, true) {
                 Ok(folder) => folder,
                 Err(message) => {
                     let outcome = refuse(message);

@@ -6,7 +6,8 @@ use actix_web::web;
 use askama::Template;
 use serde::Deserialize;
 
-use super::{load_study, page, see_other, Admin, Chrome, PageResult, StudyNav};
+use super::form::admin_form;
+use super::{load_study, page, see_other, Admin, AdminForm, Chrome, PageResult, StudyNav};
 use crate::db;
 use crate::states::StudyStatus;
 use crate::study::config::{Completion, ExclusionThresholds, PracticeConfig, Side, Texts};
@@ -267,6 +268,8 @@ pub struct StudyFormPage {
     pub slug_locked: bool,
 }
 
+admin_form!(StudyForm);
+
 impl StudyFormPage {
     /// The message for `field`, if it has one.
     pub fn problem(&self, field: &str) -> Option<&str> {
@@ -319,12 +322,8 @@ async fn check(
 
 async fn create(
     state: web::Data<AppState>,
-    admin: Admin,
-    form: web::Form<StudyForm>,
+    AdminForm { admin, form }: AdminForm<StudyForm>,
 ) -> PageResult {
-    admin.require_admin()?;
-    admin.check_csrf(&form.csrf)?;
-    let form = form.into_inner();
     let mut tx = state.pool.begin().await?;
     let checked = check(&mut tx, &form, 0).await?;
     let Ok(config) = checked else {
@@ -374,13 +373,9 @@ async fn edit(state: web::Data<AppState>, admin: Admin, id: web::Path<i64>) -> P
 
 async fn update(
     state: web::Data<AppState>,
-    admin: Admin,
+    AdminForm { admin, mut form }: AdminForm<StudyForm>,
     id: web::Path<i64>,
-    form: web::Form<StudyForm>,
 ) -> PageResult {
-    admin.require_admin()?;
-    admin.check_csrf(&form.csrf)?;
-    let mut form = form.into_inner();
     let mut tx = state.pool.begin().await?;
     let study = load_study(&mut tx, *id).await?;
     db::studies::lock(&mut tx, study.id).await?;

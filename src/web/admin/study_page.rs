@@ -6,8 +6,10 @@ use actix_web::{web, HttpRequest};
 use askama::Template;
 use serde::Deserialize;
 
+use super::form::admin_form;
 use super::{
-    count, load_study, page, percent, see_other, Admin, AdminError, Chrome, PageResult, StudyNav,
+    count, load_study, page, percent, see_other, Admin, AdminError, AdminForm, Chrome, PageResult,
+    StudyNav,
 };
 use crate::db;
 use crate::states::StudyStatus;
@@ -213,12 +215,9 @@ struct StatusForm {
 async fn set_status(
     state: web::Data<AppState>,
     request: HttpRequest,
-    admin: Admin,
+    AdminForm { admin, form }: AdminForm<StatusForm>,
     id: web::Path<i64>,
-    form: web::Form<StatusForm>,
 ) -> PageResult {
-    admin.require_admin()?;
-    admin.check_csrf(&form.csrf)?;
     let mut tx = state.pool.begin().await?;
     let study = load_study(&mut tx, *id).await?;
     db::studies::lock(&mut tx, study.id).await?;
@@ -269,15 +268,14 @@ struct CsrfForm {
     csrf: String,
 }
 
+admin_form!(StatusForm, CsrfForm);
+
 /// A draft with the same settings and stimuli, under a free name; the original is untouched.
 async fn clone(
     state: web::Data<AppState>,
-    admin: Admin,
+    AdminForm { admin, .. }: AdminForm<CsrfForm>,
     id: web::Path<i64>,
-    form: web::Form<CsrfForm>,
 ) -> PageResult {
-    admin.require_admin()?;
-    admin.check_csrf(&form.csrf)?;
     let mut tx = state.pool.begin().await?;
     let study = load_study(&mut tx, *id).await?;
     let stem: String = study.slug.chars().take(50).collect();
